@@ -11,6 +11,7 @@ pub mod annot;
 pub mod attr;
 pub mod dim;
 pub mod dtype;
+pub mod fsutil;
 pub mod graph;
 pub mod observer;
 pub mod op;

@@ -1,0 +1,1 @@
+//! Compute kernels. `scalar` code is the oracle that every SIMD path is tested against.
