@@ -8,16 +8,19 @@
 //! (itself included): each candidate's cost set is the union of its children's cost sets.
 //! A candidate whose children's sets contain its own class would form a cycle and is skipped.
 //!
-//! Classes are re-evaluated from a worklist (lowest id first, which is close to topological
-//! order because the e-graph was built in topological order) until nothing improves. Costs
-//! are integers, so totals do not depend on summation order, and ties go to the e-node the
-//! graph had (then to the smaller e-node): an equivalent rewrite that gains nothing, like a
-//! commuted Add, never changes the output.
+//! Cost sets are bitsets over a dense numbering of the e-classes, so a union is a few
+//! hundred word ORs even on a model with thousands of nodes. Classes are evaluated in the
+//! order they become computable from the leaves (a breadth-first sweep up from constants and
+//! inputs), so nearly every class is evaluated once, after everything it needs; a class
+//! whose choice changes later re-queues its parents until nothing changes. Costs are
+//! integers (totals do not depend on summation order) and ties go to the e-node the graph
+//! had, then to the smaller e-node: an equivalent rewrite that gains nothing, like a commuted
+//! Add, never changes the output.
 
 use super::analysis::FuseGraph;
 use super::lang::FuseLang;
 use egg::{Id, Language};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 /// Relative cost of computing an e-node; constants and leaves are free.
@@ -36,12 +39,48 @@ fn node_cost(n: &FuseLang) -> u64 {
     }
 }
 
+/// A set of dense class indices.
+#[derive(Clone, PartialEq, Eq)]
+struct BitSet(Vec<u64>);
+
+impl BitSet {
+    fn new(n: usize) -> BitSet {
+        BitSet(vec![0; n.div_ceil(64)])
+    }
+    fn contains(&self, i: usize) -> bool {
+        self.0[i / 64] >> (i % 64) & 1 == 1
+    }
+    fn insert(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    fn union_with(&mut self, o: &BitSet) {
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            *a |= b;
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
+    }
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(wi, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let b = w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    wi * 64 + b
+                })
+            })
+        })
+    }
+}
+
 struct Best {
     total: u64,
     original: bool,
     node: FuseLang,
-    /// The distinct classes the choice needs, with their costs (empty for leaves).
-    set: Rc<HashMap<Id, u64>>,
+    /// The distinct classes the choice needs (dense indices), its own included.
+    set: Rc<BitSet>,
 }
 
 impl Best {
@@ -54,61 +93,125 @@ impl Best {
 /// The chosen e-node of every e-class that has an acyclic choice, with canonical children.
 /// `original` holds the graph's own e-nodes (canonical).
 pub fn extract(eg: &FuseGraph, original: &HashSet<FuseLang>) -> BTreeMap<Id, FuseLang> {
-    let mut classes: Vec<Id> = eg.classes().map(|c| c.id).collect();
-    classes.sort();
-    let mut parents: HashMap<Id, BTreeSet<Id>> = HashMap::new();
-    for &c in &classes {
-        for n in &eg[c].nodes {
-            for &ch in n.children() {
-                parents.entry(eg.find(ch)).or_default().insert(c);
+    let mut ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
+    ids.sort();
+    let n = ids.len();
+    let index: HashMap<Id, usize> = ids.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+    // Canonical e-nodes per class, and their children as dense indices (deduplicated).
+    let nodes: Vec<Vec<(FuseLang, Vec<usize>)>> = ids
+        .iter()
+        .map(|&c| {
+            eg[c]
+                .nodes
+                .iter()
+                .map(|e| {
+                    let e = e.clone().map_children(|ch| eg.find(ch));
+                    let mut ch: Vec<usize> = e.children().iter().map(|c| index[c]).collect();
+                    ch.sort_unstable();
+                    ch.dedup();
+                    (e, ch)
+                })
+                .collect()
+        })
+        .collect();
+    let mut users: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+    for (c, ns) in nodes.iter().enumerate() {
+        for (k, (_, ch)) in ns.iter().enumerate() {
+            for &d in ch {
+                users[d].push((c, k));
             }
         }
     }
 
-    let mut best: HashMap<Id, Best> = HashMap::new();
-    let mut pending: BTreeSet<Id> = classes.iter().copied().collect();
-    // Each improvement lowers a (cost, rank) key, so this terminates; the cap only guards
-    // against a pathological e-graph.
-    let mut budget = classes.len().saturating_mul(64).max(1024);
-    while let Some(c) = pending.pop_first() {
+    // Evaluation order: classes as they become computable from the leaves up.
+    let mut waiting: Vec<Vec<usize>> = nodes
+        .iter()
+        .map(|ns| ns.iter().map(|(_, ch)| ch.len()).collect())
+        .collect();
+    let mut rank: Vec<Option<usize>> = vec![None; n];
+    let mut queue: VecDeque<usize> = (0..n).filter(|&c| waiting[c].contains(&0)).collect();
+    let mut next_rank = 0;
+    while let Some(c) = queue.pop_front() {
+        if rank[c].is_some() {
+            continue;
+        }
+        rank[c] = Some(next_rank);
+        next_rank += 1;
+        for &(p, k) in &users[c] {
+            waiting[p][k] -= 1;
+            if waiting[p][k] == 0 && rank[p].is_none() {
+                queue.push_back(p);
+            }
+        }
+    }
+
+    let mut best: Vec<Option<Best>> = (0..n).map(|_| None).collect();
+    let mut pending: BTreeSet<(usize, usize)> =
+        (0..n).filter_map(|c| rank[c].map(|r| (r, c))).collect();
+    // Each change lowers a (cost, rank) key or refreshes a stale set, so this settles; the
+    // cap only guards against a pathological e-graph.
+    let mut budget = n.saturating_mul(64).max(1024);
+    while let Some((_, c)) = pending.pop_first() {
         if budget == 0 {
             break;
         }
         budget -= 1;
         let mut cand: Option<Best> = None;
-        'nodes: for n in &eg[c].nodes {
-            let n = n.clone().map_children(|ch| eg.find(ch));
-            let mut child_sets: Vec<&Rc<HashMap<Id, u64>>> = Vec::new();
-            for ch in n.children() {
-                match best.get(ch) {
-                    Some(b) => child_sets.push(&b.set),
+        'nodes: for (e, ch) in &nodes[c] {
+            let mut child_sets: Vec<(&Rc<BitSet>, u64)> = Vec::with_capacity(ch.len());
+            for &d in ch {
+                match &best[d] {
+                    Some(b) => {
+                        if !b.set.is_empty() {
+                            child_sets.push((&b.set, b.total));
+                        }
+                    }
                     None => continue 'nodes,
                 }
             }
-            let set = if n.is_leaf() {
-                Rc::new(HashMap::new())
-            } else {
-                child_sets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-                let mut set: HashMap<Id, u64> = child_sets
-                    .first()
-                    .map(|s| (***s).clone())
-                    .unwrap_or_default();
-                for s in child_sets.iter().skip(1) {
-                    for (k, v) in s.iter() {
-                        set.insert(*k, *v);
+            let cost = node_cost(e);
+            let (set, total) = match child_sets.as_slice() {
+                // Leaves need nothing; they are never part of a cycle, so their set is empty.
+                _ if ch.is_empty() => (Rc::new(BitSet::new(n)), cost),
+                [] => {
+                    let mut s = BitSet::new(n);
+                    s.insert(c);
+                    (Rc::new(s), cost)
+                }
+                [(s, t)] => {
+                    if s.contains(c) {
+                        continue 'nodes;
                     }
+                    let mut s = (***s).clone();
+                    s.insert(c);
+                    (Rc::new(s), t + cost)
                 }
-                if set.contains_key(&c) {
-                    continue 'nodes;
+                many => {
+                    let mut s = (**many[0].0).clone();
+                    for (o, _) in &many[1..] {
+                        s.union_with(o);
+                    }
+                    if s.contains(c) {
+                        continue 'nodes;
+                    }
+                    s.insert(c);
+                    let total = s
+                        .iter()
+                        .map(|i| {
+                            if i == c {
+                                cost
+                            } else {
+                                best[i].as_ref().map_or(0, |b| node_cost(&b.node))
+                            }
+                        })
+                        .sum();
+                    (Rc::new(s), total)
                 }
-                set.insert(c, node_cost(&n));
-                Rc::new(set)
             };
-            let total = set.values().sum();
             let b = Best {
                 total,
-                original: original.contains(&n),
-                node: n,
+                original: original.contains(e),
+                node: e.clone(),
                 set,
             };
             if cand.as_ref().is_none_or(|x| b.key() < x.key()) {
@@ -116,16 +219,21 @@ pub fn extract(eg: &FuseGraph, original: &HashSet<FuseLang>) -> BTreeMap<Id, Fus
             }
         }
         let Some(cand) = cand else { continue };
-        let changed = match best.get(&c) {
+        let changed = match &best[c] {
             None => true,
             Some(old) => old.key() != cand.key() || old.set != cand.set,
         };
         if changed {
-            best.insert(c, cand);
-            if let Some(ps) = parents.get(&c) {
-                pending.extend(ps.iter().copied());
+            best[c] = Some(cand);
+            for &(p, _) in &users[c] {
+                if let Some(r) = rank[p] {
+                    pending.insert((r, p));
+                }
             }
         }
     }
-    best.into_iter().map(|(c, b)| (c, b.node)).collect()
+    best.into_iter()
+        .enumerate()
+        .filter_map(|(i, b)| b.map(|b| (ids[i], b.node)))
+        .collect()
 }

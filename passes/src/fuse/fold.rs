@@ -262,9 +262,14 @@ pub fn fold_into_layer(
     let weight = if aff.scale_is_one() {
         None
     } else {
-        let wf = to_f64(w);
-        let multiplier = weight_multiplier(layer, op, w.shape(), &aff.scale)?;
-        Some(from_f64(&wf * &multiplier, dtype))
+        let channel_of = channel_of_element(layer, op, w.shape())?;
+        let v: Vec<f64> = w
+            .to_f64_vec()
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| x * aff.scale[channel_of(i)])
+            .collect();
+        Some(Tensor::from_vec(w.shape(), v).cast(dtype))
     };
 
     let (bias, op) = match layer {
@@ -333,45 +338,39 @@ pub fn fold_into_layer(
     Ok(Folded { weight, bias, op })
 }
 
-/// The array to multiply the weight by, elementwise with broadcasting.
-fn weight_multiplier(
+/// Maps a weight element's row-major index to the output channel it contributes to.
+fn channel_of_element(
     layer: Layer,
     op: &Op,
     wshape: &[usize],
-    scale: &[f64],
-) -> Result<ArrayD<f64>, String> {
-    let rank = wshape.len();
-    let mut shape = vec![1usize; rank];
-    let values: Vec<f64> = match (layer, op) {
+) -> Result<Box<dyn Fn(usize) -> usize>, String> {
+    let inner: usize = wshape.iter().skip(2).product();
+    Ok(match (layer, op) {
+        // [Cout, Cin/g, k...]: channel = first index.
         (Layer::Conv, _) => {
-            shape[0] = wshape[0];
-            scale.to_vec()
+            let per_channel = wshape[1..].iter().product::<usize>();
+            Box::new(move |i| i / per_channel)
         }
+        // [Cin, Cout/g, k...]: W[i, j] feeds channel (i / (Cin/g)) * (Cout/g) + j.
         (Layer::ConvTranspose, Op::ConvTranspose(c)) => {
-            let groups = c.group as usize;
             let (cin, per_group_out) = (wshape[0], wshape[1]);
-            let per_group_in = cin / groups;
-            shape[0] = cin;
-            shape[1] = per_group_out;
-            let mut v = Vec::with_capacity(cin * per_group_out);
-            for i in 0..cin {
-                for j in 0..per_group_out {
-                    v.push(scale[(i / per_group_in) * per_group_out + j]);
-                }
-            }
-            v
+            let per_group_in = cin / c.group as usize;
+            Box::new(move |e| {
+                let (i, j) = (e / (per_group_out * inner), (e / inner) % per_group_out);
+                (i / per_group_in) * per_group_out + j
+            })
         }
-        (Layer::Gemm, Op::Gemm(g)) => {
-            if g.trans_b == 0 {
-                shape[1] = wshape[1];
-            } else {
-                shape[0] = wshape[0];
-            }
-            scale.to_vec()
+        // B is [K, N] (column n) or, with transB, [N, K] (row n).
+        (Layer::Gemm, Op::Gemm(g)) if g.trans_b == 0 => {
+            let n = wshape[1];
+            Box::new(move |e| e % n)
+        }
+        (Layer::Gemm, Op::Gemm(_)) => {
+            let k = wshape[1];
+            Box::new(move |e| e / k)
         }
         _ => return Err(format!("{} is not a {layer:?}", op.op_type())),
-    };
-    ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| e.to_string())
+    })
 }
 
 #[cfg(test)]

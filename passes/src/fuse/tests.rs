@@ -893,3 +893,57 @@ fn fold_bias_leaves_bn_and_identity() {
     g.set_outputs(vec![y]);
     assert_eq!(fold_bias(&mut g), Changed::No);
 }
+
+#[test]
+fn a_deep_network_folds_every_block() {
+    // 150 conv-bn-relu6 blocks with residual Adds every other block (a ResNet-sized graph):
+    // every BN folds, residual Adds stay, and the e-graph saturates.
+    let mut g = Graph::new("deep");
+    let x = input(&mut g, "x", &[1, 8, 4, 4]);
+    let mut h = x;
+    for i in 0..150u64 {
+        let w = g.add_const(format!("w{i}"), rand(&[8, 8, 3, 3], 100 + i, -0.5, 0.5));
+        let c = node(
+            &mut g,
+            &format!("conv{i}"),
+            conv_op(1),
+            &[Some(h), Some(w)],
+            &format!("c{i}"),
+        );
+        let b = bn(
+            &mut g,
+            &format!("bn{i}"),
+            c,
+            8,
+            200 + 10 * i,
+            &format!("b{i}"),
+        );
+        let lo = g.add_const(format!("lo{i}"), Tensor::scalar(0f32));
+        let hi = g.add_const(format!("hi{i}"), Tensor::scalar(6f32));
+        let r = node(
+            &mut g,
+            &format!("clip{i}"),
+            op::Clip {},
+            &[Some(b), Some(lo), Some(hi)],
+            &format!("r{i}"),
+        );
+        h = if i % 2 == 1 {
+            node(
+                &mut g,
+                &format!("res{i}"),
+                op::Add {},
+                &[Some(r), Some(h)],
+                &format!("a{i}"),
+            )
+        } else {
+            r
+        };
+    }
+    g.set_outputs(vec![h]);
+    let t = std::time::Instant::now();
+    let r = fuse(&mut g);
+    eprintln!("fuse on {} nodes: {:?}", r.nodes_before, t.elapsed());
+    assert_eq!(count(&g, "BatchNormalization"), 0);
+    assert_eq!(count(&g, "Add"), 75);
+    assert_eq!(r.nodes_after, r.nodes_before - 150 * 4);
+}
