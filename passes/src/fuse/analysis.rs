@@ -12,7 +12,7 @@
 //! matches again in a later iteration adds nothing new and the e-graph saturates.
 
 use super::lang::{ConstKey, FuseLang, MetaKey, OpaqueKey};
-use egg::{Analysis, DidMerge, EGraph, Id};
+use egg::{Analysis, DidMerge, EGraph, Id, Symbol};
 use qopt_ir::{DType, NodeId, Op, Shape, Tensor, TypeInfo};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -60,7 +60,7 @@ pub struct FuseAnalysis {
     /// A root counts as a use in [`uses`].
     pub roots: Vec<Id>,
     /// (rule, matched classes) an applier already folded; skips recomputing its tensors.
-    applied: HashSet<(&'static str, Vec<Id>)>,
+    applied: HashSet<(Symbol, Vec<Id>)>,
     /// Why matches were not folded (node names and reason), for `--verbose`.
     pub refusals: BTreeSet<String>,
 }
@@ -238,11 +238,11 @@ impl FuseAnalysis {
     }
 
     /// Whether `rule` already folded the match `ids` (canonical e-class ids).
-    pub fn was_applied(&self, rule: &'static str, ids: &[Id]) -> bool {
+    pub fn was_applied(&self, rule: Symbol, ids: &[Id]) -> bool {
         self.applied.contains(&(rule, ids.to_vec()))
     }
 
-    pub fn mark_applied(&mut self, rule: &'static str, ids: Vec<Id>) {
+    pub fn mark_applied(&mut self, rule: Symbol, ids: Vec<Id>) {
         self.applied.insert((rule, ids));
     }
 }
@@ -275,7 +275,7 @@ pub fn add_computed_const(egraph: &mut FuseGraph, tensor: Tensor, name_hint: &st
 /// A meta for `base`'s node with a different op (interned), and its e-class.
 pub fn add_derived_meta(egraph: &mut FuseGraph, base: MetaKey, op: Op) -> Id {
     let a = &mut egraph.analysis;
-    if format!("{op:?}") == format!("{:?}", a.metas[base.index()].op) {
+    if op == a.metas[base.index()].op {
         return egraph.add(FuseLang::Meta(base));
     }
     let key = (base, format!("{op:?}"));

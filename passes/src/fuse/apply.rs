@@ -79,16 +79,11 @@ fn refuse(eg: &mut FuseGraph, outer: Id, inner: Id, why: &str) -> Vec<Id> {
 pub struct FoldAffine {
     source: Source,
     layer: Layer,
-    rule: &'static str,
 }
 
 impl FoldAffine {
-    pub fn new(rule: &'static str, source: Source, layer: Layer) -> FoldAffine {
-        FoldAffine {
-            source,
-            layer,
-            rule,
-        }
+    pub fn new(source: Source, layer: Layer) -> FoldAffine {
+        FoldAffine { source, layer }
     }
 }
 
@@ -99,7 +94,7 @@ impl Applier<FuseLang, FuseAnalysis> for FoldAffine {
         eclass: Id,
         subst: &Subst,
         _ast: Option<&PatternAst<FuseLang>>,
-        _rule: Symbol,
+        rule: Symbol,
     ) -> Vec<Id> {
         let get = |name: &str| subst[var(name)];
         let (lm, x, w, b, om) = (get("?lm"), get("?x"), get("?w"), get("?b"), get("?om"));
@@ -108,7 +103,7 @@ impl Applier<FuseLang, FuseAnalysis> for FoldAffine {
         };
         let mut key = vec![eg.find(eclass), inner];
         key.extend(self.vars().iter().map(|v| eg.find(subst[*v])));
-        if eg.analysis.was_applied(self.rule, &key) {
+        if eg.analysis.was_applied(rule, &key) {
             return vec![];
         }
         let n = uses(eg, inner);
@@ -188,7 +183,7 @@ impl Applier<FuseLang, FuseAnalysis> for FoldAffine {
         };
         let new_meta = add_derived_meta(eg, lm_key, folded.op);
         let id = eg.add(layer_enode(self.layer, [new_meta, x, new_w, new_b]));
-        eg.analysis.mark_applied(self.rule, key);
+        eg.analysis.mark_applied(rule, key);
         if eg.union(eclass, id) {
             vec![id]
         } else {

@@ -15,11 +15,11 @@ use egg::rewrite as rw;
 pub fn rules() -> Vec<Rewrite> { vec![
     // BN(conv(x; W, b)) = conv(x; W[c]*s[c], b[c]*s[c] + t[c])        (b = 0 when absent)
     rw!("bn-into-conv";  "(batchnorm ?om (conv ?lm ?x ?w ?b) ?g ?beta ?mean ?var)"
-        => { FoldAffine::new("bn-into-conv", Source::BatchNorm, Layer::Conv) }),
+        => { FoldAffine::new(Source::BatchNorm, Layer::Conv) }),
     // BN(convT(x; W, b)) = convT(x; W[i,j]*s[c(i,j)], b*s + t), c(i,j) = (i/(Cin/g))*(Cout/g) + j
     rw!("bn-into-convt"; "(batchnorm ?om (convt ?lm ?x ?w ?b) ?g ?beta ?mean ?var)"
-        => { FoldAffine::new("bn-into-convt", Source::BatchNorm, Layer::ConvTranspose) }),
+        => { FoldAffine::new(Source::BatchNorm, Layer::ConvTranspose) }),
     // BN(gemm(A, B, C)) = gemm(A, op(B)[:,n]*s[n], beta*C*s + t) with beta := 1 (BN axis 1 = N)
     rw!("bn-into-gemm";  "(batchnorm ?om (gemm ?lm ?x ?w ?b) ?g ?beta ?mean ?var)"
-        => { FoldAffine::new("bn-into-gemm", Source::BatchNorm, Layer::Gemm) }),
+        => { FoldAffine::new(Source::BatchNorm, Layer::Gemm) }),
 ]}

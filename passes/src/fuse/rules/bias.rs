@@ -14,15 +14,15 @@ pub fn rules() -> Vec<Rewrite> { vec![
     rw!("add-const-right"; "(add ?om ?k ?y)" => "(add ?om ?y ?k)" if is_const("?k") if not_const("?y")),
 
     // layer(x; W, b) + k = layer(x; W, b + k)                          (b = 0 when absent)
-    rw!("add-into-conv";  "(add ?om (conv ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new("add-into-conv", Source::Add, Layer::Conv) }),
-    rw!("add-into-convt"; "(add ?om (convt ?lm ?x ?w ?b) ?k)" => { FoldAffine::new("add-into-convt", Source::Add, Layer::ConvTranspose) }),
+    rw!("add-into-conv";  "(add ?om (conv ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new(Source::Add, Layer::Conv) } if is_const("?k")),
+    rw!("add-into-convt"; "(add ?om (convt ?lm ?x ?w ?b) ?k)" => { FoldAffine::new(Source::Add, Layer::ConvTranspose) } if is_const("?k")),
     // gemm(A, B, C) + k = gemm(A, B, beta*C + k) with beta := 1
-    rw!("add-into-gemm";  "(add ?om (gemm ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new("add-into-gemm", Source::Add, Layer::Gemm) }),
+    rw!("add-into-gemm";  "(add ?om (gemm ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new(Source::Add, Layer::Gemm) } if is_const("?k")),
 
     // layer(x; W, b) - k = layer(x; W, b - k)
-    rw!("sub-into-conv";  "(sub ?om (conv ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new("sub-into-conv", Source::Sub, Layer::Conv) }),
-    rw!("sub-into-convt"; "(sub ?om (convt ?lm ?x ?w ?b) ?k)" => { FoldAffine::new("sub-into-convt", Source::Sub, Layer::ConvTranspose) }),
-    rw!("sub-into-gemm";  "(sub ?om (gemm ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new("sub-into-gemm", Source::Sub, Layer::Gemm) }),
+    rw!("sub-into-conv";  "(sub ?om (conv ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new(Source::Sub, Layer::Conv) } if is_const("?k")),
+    rw!("sub-into-convt"; "(sub ?om (convt ?lm ?x ?w ?b) ?k)" => { FoldAffine::new(Source::Sub, Layer::ConvTranspose) } if is_const("?k")),
+    rw!("sub-into-gemm";  "(sub ?om (gemm ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new(Source::Sub, Layer::Gemm) } if is_const("?k")),
 
     // matmul(A, B) + c = gemm(A, B, c)      A 2-D, B a constant [K, N], c broadcasts as [N]
     rw!("matmul-add-to-gemm"; "(add ?am (matmul ?mm ?a ?w) ?c)" => { MatMulAddToGemm }),

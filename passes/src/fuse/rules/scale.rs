@@ -15,17 +15,17 @@ pub fn rules() -> Vec<Rewrite> { vec![
     rw!("mul-const-right"; "(mul ?om ?k ?y)" => "(mul ?om ?y ?k)" if is_const("?k") if not_const("?y")),
 
     // layer(x; W, b) * k = layer(x; W*k, b*k)
-    rw!("mul-into-conv";  "(mul ?om (conv ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new("mul-into-conv", Source::Mul, Layer::Conv) }),
-    rw!("mul-into-convt"; "(mul ?om (convt ?lm ?x ?w ?b) ?k)" => { FoldAffine::new("mul-into-convt", Source::Mul, Layer::ConvTranspose) }),
-    rw!("mul-into-gemm";  "(mul ?om (gemm ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new("mul-into-gemm", Source::Mul, Layer::Gemm) }),
+    rw!("mul-into-conv";  "(mul ?om (conv ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new(Source::Mul, Layer::Conv) } if is_const("?k")),
+    rw!("mul-into-convt"; "(mul ?om (convt ?lm ?x ?w ?b) ?k)" => { FoldAffine::new(Source::Mul, Layer::ConvTranspose) } if is_const("?k")),
+    rw!("mul-into-gemm";  "(mul ?om (gemm ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new(Source::Mul, Layer::Gemm) } if is_const("?k")),
 
     // layer(x; W, b) / k = layer(x; W/k, b/k)                          (k != 0)
-    rw!("div-into-conv";  "(div ?om (conv ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new("div-into-conv", Source::Div, Layer::Conv) }),
-    rw!("div-into-convt"; "(div ?om (convt ?lm ?x ?w ?b) ?k)" => { FoldAffine::new("div-into-convt", Source::Div, Layer::ConvTranspose) }),
-    rw!("div-into-gemm";  "(div ?om (gemm ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new("div-into-gemm", Source::Div, Layer::Gemm) }),
+    rw!("div-into-conv";  "(div ?om (conv ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new(Source::Div, Layer::Conv) } if is_const("?k")),
+    rw!("div-into-convt"; "(div ?om (convt ?lm ?x ?w ?b) ?k)" => { FoldAffine::new(Source::Div, Layer::ConvTranspose) } if is_const("?k")),
+    rw!("div-into-gemm";  "(div ?om (gemm ?lm ?x ?w ?b) ?k)"  => { FoldAffine::new(Source::Div, Layer::Gemm) } if is_const("?k")),
 
     // k - layer(x; W, b) = layer(x; -W, k - b)
-    rw!("sub-from-const-into-conv";  "(sub ?om ?k (conv ?lm ?x ?w ?b))"  => { FoldAffine::new("sub-from-const-into-conv", Source::SubFrom, Layer::Conv) }),
-    rw!("sub-from-const-into-convt"; "(sub ?om ?k (convt ?lm ?x ?w ?b))" => { FoldAffine::new("sub-from-const-into-convt", Source::SubFrom, Layer::ConvTranspose) }),
-    rw!("sub-from-const-into-gemm";  "(sub ?om ?k (gemm ?lm ?x ?w ?b))"  => { FoldAffine::new("sub-from-const-into-gemm", Source::SubFrom, Layer::Gemm) }),
+    rw!("sub-from-const-into-conv";  "(sub ?om ?k (conv ?lm ?x ?w ?b))"  => { FoldAffine::new(Source::SubFrom, Layer::Conv) } if is_const("?k")),
+    rw!("sub-from-const-into-convt"; "(sub ?om ?k (convt ?lm ?x ?w ?b))" => { FoldAffine::new(Source::SubFrom, Layer::ConvTranspose) } if is_const("?k")),
+    rw!("sub-from-const-into-gemm";  "(sub ?om ?k (gemm ?lm ?x ?w ?b))"  => { FoldAffine::new(Source::SubFrom, Layer::Gemm) } if is_const("?k")),
 ]}
