@@ -247,9 +247,28 @@ impl FuseAnalysis {
     }
 }
 
+/// A hash of a tensor's type, shape and element bits for interning (equal tensors are then
+/// compared bit for bit). Word-at-a-time multiply-rotate, as rustc's FxHash: several times
+/// faster than the byte-wise FNV of `Tensor::content_hash` on megabytes of folded weights.
+fn intern_hash(t: &Tensor) -> u64 {
+    fn mix(h: u64, w: u64) -> u64 {
+        (h.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+    }
+    let mut h = mix(0, t.dtype() as u64);
+    for &d in t.shape() {
+        h = mix(h, d as u64);
+    }
+    match t {
+        Tensor::F32(a) => a.iter().fold(h, |h, x| mix(h, x.to_bits() as u64)),
+        Tensor::F64(a) => a.iter().fold(h, |h, x| mix(h, x.to_bits())),
+        Tensor::F16(a) => a.iter().fold(h, |h, x| mix(h, x.to_bits() as u64)),
+        other => mix(h, other.content_hash()),
+    }
+}
+
 /// Add a computed constant (interned by content) and return its e-class.
 pub fn add_computed_const(egraph: &mut FuseGraph, tensor: Tensor, name_hint: &str) -> Id {
-    let hash = tensor.content_hash();
+    let hash = intern_hash(&tensor);
     let a = &mut egraph.analysis;
     let existing = a.computed.get(&hash).and_then(|keys| {
         keys.iter()
