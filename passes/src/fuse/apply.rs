@@ -101,7 +101,9 @@ impl Applier<FuseLang, FuseAnalysis> for FoldAffine {
         let Some(inner) = eg.lookup(layer_enode(self.layer, [lm, x, w, b])) else {
             return vec![];
         };
-        let mut key = vec![eg.find(eclass), inner];
+        // The match is identified by its variables and the absorbed layer's class, not by
+        // `eclass`, whose id changes when the fold is unioned into it.
+        let mut key = vec![inner];
         key.extend(self.vars().iter().map(|v| eg.find(subst[*v])));
         if eg.analysis.was_applied(rule, &key) {
             return vec![];

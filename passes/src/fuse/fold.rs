@@ -31,7 +31,7 @@
 //! constant does not broadcast per output channel, types differ, or a result is not finite.
 
 use ndarray::{ArrayD, IxDyn};
-use qopt_ir::{DType, Op, Tensor};
+use qopt_ir::{DType, Element, Op, Tensor};
 
 /// The layers an affine map folds into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,14 +262,13 @@ pub fn fold_into_layer(
     let weight = if aff.scale_is_one() {
         None
     } else {
-        let channel_of = channel_of_element(layer, op, w.shape())?;
-        let v: Vec<f64> = w
-            .to_f64_vec()
-            .into_iter()
-            .enumerate()
-            .map(|(i, x)| x * aff.scale[channel_of(i)])
-            .collect();
-        Some(Tensor::from_vec(w.shape(), v).cast(dtype))
+        let runs = channel_runs(layer, op, w.shape())?;
+        Some(match w {
+            Tensor::F32(a) => Tensor::F32(scale_runs(a, &runs, &aff.scale)),
+            Tensor::F64(a) => Tensor::F64(scale_runs(a, &runs, &aff.scale)),
+            Tensor::F16(a) => Tensor::F16(scale_runs(a, &runs, &aff.scale)),
+            _ => unreachable!("checked to be a float type"),
+        })
     };
 
     let (bias, op) = match layer {
@@ -338,39 +337,60 @@ pub fn fold_into_layer(
     Ok(Folded { weight, bias, op })
 }
 
-/// Maps a weight element's row-major index to the output channel it contributes to.
-fn channel_of_element(
-    layer: Layer,
-    op: &Op,
-    wshape: &[usize],
-) -> Result<Box<dyn Fn(usize) -> usize>, String> {
+/// The weight in row-major order as runs of consecutive elements that feed one output
+/// channel: `(length, channel)`.
+fn channel_runs(layer: Layer, op: &Op, wshape: &[usize]) -> Result<Vec<(usize, usize)>, String> {
     let inner: usize = wshape.iter().skip(2).product();
     Ok(match (layer, op) {
-        // [Cout, Cin/g, k...]: channel = first index.
+        // [Cout, Cin/g, k...]: one run per output channel.
         (Layer::Conv, _) => {
             let per_channel = wshape[1..].iter().product::<usize>();
-            Box::new(move |i| i / per_channel)
+            (0..wshape[0]).map(|c| (per_channel, c)).collect()
         }
-        // [Cin, Cout/g, k...]: W[i, j] feeds channel (i / (Cin/g)) * (Cout/g) + j.
+        // [Cin, Cout/g, k...]: W[i, j, ...] feeds channel (i / (Cin/g)) * (Cout/g) + j.
         (Layer::ConvTranspose, Op::ConvTranspose(c)) => {
             let (cin, per_group_out) = (wshape[0], wshape[1]);
             let per_group_in = cin / c.group as usize;
-            Box::new(move |e| {
-                let (i, j) = (e / (per_group_out * inner), (e / inner) % per_group_out);
-                (i / per_group_in) * per_group_out + j
-            })
+            (0..cin)
+                .flat_map(|i| {
+                    (0..per_group_out).map(move |j| (inner, (i / per_group_in) * per_group_out + j))
+                })
+                .collect()
         }
-        // B is [K, N] (column n) or, with transB, [N, K] (row n).
+        // B is [K, N]: element (k, n) feeds column n (runs of one element; Gemm weights
+        // that get a BN or a scale are rare and small enough).
         (Layer::Gemm, Op::Gemm(g)) if g.trans_b == 0 => {
-            let n = wshape[1];
-            Box::new(move |e| e % n)
+            let (k, n) = (wshape[0], wshape[1]);
+            (0..k).flat_map(|_| (0..n).map(|c| (1, c))).collect()
         }
-        (Layer::Gemm, Op::Gemm(_)) => {
-            let k = wshape[1];
-            Box::new(move |e| e / k)
-        }
+        // With transB, B is [N, K]: row n feeds column n.
+        (Layer::Gemm, Op::Gemm(_)) => (0..wshape[0]).map(|c| (wshape[1], c)).collect(),
         _ => return Err(format!("{} is not a {layer:?}", op.op_type())),
     })
+}
+
+/// `a` with each run of elements multiplied by its channel's scale, in f64, rounded once.
+fn scale_runs<T: Element>(a: &ArrayD<T>, runs: &[(usize, usize)], scale: &[f64]) -> ArrayD<T> {
+    let owned: Vec<T>;
+    let src: &[T] = match a.as_slice() {
+        Some(s) => s,
+        None => {
+            owned = a.iter().copied().collect();
+            &owned
+        }
+    };
+    let mut out = Vec::with_capacity(src.len());
+    let mut pos = 0;
+    for &(len, c) in runs {
+        let s = scale[c];
+        out.extend(
+            src[pos..pos + len]
+                .iter()
+                .map(|&x| T::from_f64(x.to_f64() * s)),
+        );
+        pos += len;
+    }
+    ArrayD::from_shape_vec(a.raw_dim(), out).expect("same number of elements")
 }
 
 #[cfg(test)]
