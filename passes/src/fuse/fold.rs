@@ -328,13 +328,22 @@ pub fn fold_into_layer(
         }
     };
     let bias = bias.map(|a| from_f64(a, dtype));
-    let all_finite = |t: &Tensor| t.to_f64_vec().iter().all(|x| x.is_finite());
     if weight.as_ref().is_some_and(|t| !all_finite(t))
         || bias.as_ref().is_some_and(|t| !all_finite(t))
     {
         return Err("a folded weight or bias is not finite".into());
     }
     Ok(Folded { weight, bias, op })
+}
+
+/// No NaN or infinity (a product can overflow the weight's type).
+fn all_finite(t: &Tensor) -> bool {
+    match t {
+        Tensor::F32(a) => a.iter().all(|x| x.is_finite()),
+        Tensor::F64(a) => a.iter().all(|x| x.is_finite()),
+        Tensor::F16(a) => a.iter().all(|x| x.is_finite()),
+        _ => true,
+    }
 }
 
 /// The weight in row-major order as runs of consecutive elements that feed one output
