@@ -1,1 +1,405 @@
-fn main() {}
+//! INT8 kernel benches (issue 6): GEMM shapes from real convolutions and a depthwise 3x3 conv, per
+//! kernel family this CPU runs, against the `gemm` crate's f32 GEMM on the same shapes.
+//!
+//! Throughput is reported in operations (2 per multiply-accumulate), so criterion's "elem/s" reads
+//! as OP/s. After the criterion groups, a summary table (own timing, median of repeated runs, one
+//! thread) prints GOP/s, the fraction of this CPU's AVX2 peak and the int8/f32 ratio, all measured
+//! in this one run.
+//!
+//! Run: `cargo bench -p qopt-benches --bench int8_kernels` (add `-- --quick` for a short run;
+//! `QOPT_BENCH_SUMMARY_ONLY=1` skips the criterion groups).
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use qopt_interp::kernels::int8::{
+    ActMatrix, BLayout, Conv2d, Conv2dGeometry, ConvParams, Depthwise, KernelKind, OutMatrix,
+    PackedB, QClamp, Requantize, gemm,
+};
+use std::time::Instant;
+
+/// (name, M, K, N): M output pixels, K = taps x input channels, N = output channels.
+const GEMM_SHAPES: &[(&str, usize, usize, usize)] = &[
+    ("conv3x3_56x56_16to24", 3136, 144, 24),
+    ("conv3x3_14x14_128to192", 196, 1152, 192),
+    ("fc_1280to1000", 1, 1280, 1000),
+    ("pw_28x28_144to40", 784, 144, 40),
+];
+
+fn rand_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn kinds() -> Vec<KernelKind> {
+    KernelKind::ALL
+        .into_iter()
+        .filter(|k| {
+            let ok = k.is_supported();
+            if !ok {
+                eprintln!("SKIP: {k} kernels unsupported on this CPU");
+            }
+            ok
+        })
+        .collect()
+}
+
+struct GemmCase {
+    a: Vec<u8>,
+    packed: PackedB,
+    epi: Requantize<u8>,
+    out: Vec<u8>,
+    m: usize,
+    k: usize,
+}
+
+impl GemmCase {
+    fn new(kind: KernelKind, m: usize, k: usize, n: usize) -> GemmCase {
+        let a = rand_bytes(1, m * k);
+        let w: Vec<i8> = rand_bytes(2, k * n).into_iter().map(|v| v as i8).collect();
+        let packed = PackedB::new(kind, &w, k, n, BLayout::NxK, &[0]).unwrap();
+        let mult: Vec<f32> = (0..n).map(|i| 1e-4 * (1.0 + i as f32 / n as f32)).collect();
+        let bias: Vec<i32> = (0..n as i32).map(|i| i * 100 - 5000).collect();
+        let epi = Requantize::new(n, &mult, Some(&bias), 3, QClamp::relu::<u8>(3)).unwrap();
+        GemmCase {
+            a,
+            packed,
+            epi,
+            out: vec![0; m * n],
+            m,
+            k,
+        }
+    }
+    fn run(&mut self) {
+        let act = ActMatrix {
+            data: &self.a,
+            rows: self.m,
+            stride: self.k,
+            zero_point: 128u8,
+        };
+        let n = self.packed.n();
+        gemm(
+            &act,
+            &self.packed,
+            &self.epi,
+            &mut OutMatrix {
+                data: &mut self.out,
+                stride: n,
+            },
+        )
+        .unwrap();
+    }
+}
+
+struct F32Case {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+impl F32Case {
+    fn new(m: usize, k: usize, n: usize) -> F32Case {
+        let a = rand_bytes(1, m * k)
+            .into_iter()
+            .map(|v| v as f32 / 255.0)
+            .collect();
+        let b = rand_bytes(2, k * n)
+            .into_iter()
+            .map(|v| v as f32 / 255.0 - 0.5)
+            .collect();
+        F32Case {
+            a,
+            b,
+            c: vec![0.0; m * n],
+            m,
+            k,
+            n,
+        }
+    }
+    fn run(&mut self) {
+        let (m, k, n) = (self.m, self.k, self.n);
+        // SAFETY: row-major m x k, k x n, m x n buffers of exactly those sizes.
+        unsafe {
+            ::gemm::gemm(
+                m,
+                n,
+                k,
+                self.c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                self.a.as_ptr(),
+                1,
+                k as isize,
+                self.b.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                ::gemm::Parallelism::None,
+            );
+        }
+    }
+}
+
+struct DwCase {
+    input: Vec<u8>,
+    dw: Depthwise,
+    epi: Requantize<u8>,
+    out: Vec<u8>,
+}
+
+const DW: (usize, usize, usize) = (112, 112, 32);
+
+impl DwCase {
+    fn new(kind: KernelKind) -> DwCase {
+        let (h, w, c) = DW;
+        let params = ConvParams::new([3, 3]).pads([1, 1, 1, 1]).groups(c);
+        let geom = Conv2dGeometry::new(1, h, w, c, c, params).unwrap();
+        let weights: Vec<i8> = rand_bytes(3, c * 9).into_iter().map(|v| v as i8).collect();
+        let dw = Depthwise::new(kind, geom, &weights, &[0]).unwrap();
+        let mult: Vec<f32> = (0..c).map(|i| 1e-3 * (1.0 + i as f32 / c as f32)).collect();
+        let epi = Requantize::new(
+            c,
+            &mult,
+            None,
+            0,
+            QClamp::clip::<u8>(Some(0.0), Some(6.0), 0.03, 0),
+        )
+        .unwrap();
+        DwCase {
+            input: rand_bytes(4, h * w * c),
+            dw,
+            epi,
+            out: vec![0; h * w * c],
+        }
+    }
+    fn run(&mut self) {
+        self.dw
+            .run(&self.input, 7u8, &self.epi, &mut self.out)
+            .unwrap();
+    }
+    fn ops() -> u64 {
+        let (h, w, c) = DW;
+        (2 * h * w * c * 9) as u64
+    }
+}
+
+struct ConvCase {
+    input: Vec<u8>,
+    conv: Conv2d,
+    epi: Requantize<u8>,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+// The 3x3 conv behind the first GEMM shape, with im2col included: 56x56x16 -> 56x56x24.
+impl ConvCase {
+    fn new(kind: KernelKind) -> ConvCase {
+        let params = ConvParams::new([3, 3]).pads([1, 1, 1, 1]);
+        let geom = Conv2dGeometry::new(1, 56, 56, 16, 24, params).unwrap();
+        let weights: Vec<i8> = rand_bytes(5, 24 * 16 * 9)
+            .into_iter()
+            .map(|v| v as i8)
+            .collect();
+        let conv = Conv2d::new(kind, geom, &weights, &[0]).unwrap();
+        let epi = Requantize::new(24, &[2e-4], None, 0, QClamp::none::<u8>()).unwrap();
+        ConvCase {
+            input: rand_bytes(6, 56 * 56 * 16),
+            conv,
+            epi,
+            out: vec![0; 56 * 56 * 24],
+            scratch: Vec::new(),
+        }
+    }
+    fn run(&mut self) {
+        self.conv
+            .run(
+                &self.input,
+                9u8,
+                &self.epi,
+                &mut self.out,
+                &mut self.scratch,
+            )
+            .unwrap();
+    }
+    fn ops() -> u64 {
+        2 * 3136 * 144 * 24
+    }
+}
+
+fn criterion_groups(c: &mut Criterion) {
+    for &(name, m, k, n) in GEMM_SHAPES {
+        let mut g = c.benchmark_group(format!("int8_gemm/{name}"));
+        g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        g.sample_size(20);
+        for kind in kinds() {
+            let mut case = GemmCase::new(kind, m, k, n);
+            g.bench_function(BenchmarkId::new("u8xi8", kind), |b| b.iter(|| case.run()));
+        }
+        let mut f = F32Case::new(m, k, n);
+        g.bench_function(BenchmarkId::new("f32_gemm_crate", "f32"), |b| {
+            b.iter(|| f.run())
+        });
+        g.finish();
+    }
+    let mut g = c.benchmark_group("int8_depthwise3x3/112x112x32");
+    g.throughput(Throughput::Elements(DwCase::ops()));
+    g.sample_size(20);
+    for kind in kinds() {
+        let mut case = DwCase::new(kind);
+        g.bench_function(BenchmarkId::new("u8", kind), |b| b.iter(|| case.run()));
+    }
+    g.finish();
+    let mut g = c.benchmark_group("int8_conv3x3_im2col/56x56x16to24");
+    g.throughput(Throughput::Elements(ConvCase::ops()));
+    g.sample_size(20);
+    for kind in kinds() {
+        let mut case = ConvCase::new(kind);
+        g.bench_function(BenchmarkId::new("u8", kind), |b| b.iter(|| case.run()));
+    }
+    g.finish();
+}
+
+/// On-CPU nanoseconds of this thread (first field of /proc/thread-self/schedstat): on a shared
+/// machine wall time includes waiting for the core, on-CPU time does not.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Seconds per call: (median wall, median on-CPU) over 7 batches of ~50 ms.
+fn time_it(mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    let start = Instant::now();
+    let mut reps = 0u32;
+    while start.elapsed().as_secs_f64() < 0.05 {
+        f();
+        reps += 1;
+    }
+    let per_batch = reps.max(1);
+    let (mut wall, mut cpu): (Vec<f64>, Vec<f64>) = (0..7)
+        .map(|_| {
+            let c0 = thread_cpu_ns();
+            let t = Instant::now();
+            for _ in 0..per_batch {
+                f();
+            }
+            let w = t.elapsed().as_secs_f64() / per_batch as f64;
+            let c = match (c0, thread_cpu_ns()) {
+                (Some(a), Some(b)) => (b - a) as f64 * 1e-9 / per_batch as f64,
+                _ => w,
+            };
+            (w, c)
+        })
+        .unzip();
+    wall.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
+    (wall[wall.len() / 2], cpu[cpu.len() / 2])
+}
+
+fn cpu_mhz() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("cpu MHz"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn summary() {
+    let mhz = cpu_mhz().unwrap_or(0.0);
+    // AVX2 exact int8 peak: 2 vector-multiply instructions (vpmaddwd) per cycle x 16 MACs x 2 ops.
+    // The nominal `vpmaddubsw` figure (32 MACs each, ignoring the widening it needs) is twice that.
+    let exact_peak = mhz * 1e-3 * 64.0;
+    let f32_peak = mhz * 1e-3 * 32.0; // 2 FMA x 8 lanes x 2 ops
+    println!(
+        "\n== int8 kernel summary: one thread, {mhz:.0} MHz; peaks: AVX2 exact int8 {exact_peak:.0} GOP/s \
+         (nominal vpmaddubsw {:.0}), f32 FMA {f32_peak:.0} GFLOP/s ==",
+        2.0 * exact_peak
+    );
+    println!(
+        "GOP/s from wall time and from on-CPU time (the machine may be shared); %peak and ratio use on-CPU time"
+    );
+    println!(
+        "{:<30} {:>7} {:>10} {:>10} {:>10} {:>7} {:>8}",
+        "case", "kernel", "wall(us)", "GOP/s wall", "GOP/s cpu", "%peak", "vs f32"
+    );
+    let row = |name: &str, kernel: &str, ops: f64, (w, c): (f64, f64), peak: f64, ratio: String| {
+        println!(
+            "{:<30} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>6.0}% {:>8}",
+            name,
+            kernel,
+            w * 1e6,
+            ops / w * 1e-9,
+            ops / c * 1e-9,
+            100.0 * ops / c * 1e-9 / peak,
+            ratio
+        );
+    };
+    for &(name, m, k, n) in GEMM_SHAPES {
+        let ops = (2 * m * n * k) as f64;
+        let mut f = F32Case::new(m, k, n);
+        let tf = time_it(|| f.run());
+        row(name, "f32", ops, tf, f32_peak, "1.00x".into());
+        for kind in kinds() {
+            let mut case = GemmCase::new(kind, m, k, n);
+            let t = time_it(|| case.run());
+            row(
+                name,
+                kind.name(),
+                ops,
+                t,
+                exact_peak,
+                format!("{:.2}x", tf.1 / t.1),
+            );
+        }
+    }
+    for kind in kinds() {
+        let mut case = DwCase::new(kind);
+        let t = time_it(|| case.run());
+        row(
+            "depthwise3x3_112x112x32",
+            kind.name(),
+            DwCase::ops() as f64,
+            t,
+            exact_peak,
+            "-".into(),
+        );
+    }
+    for kind in kinds() {
+        let mut case = ConvCase::new(kind);
+        let t = time_it(|| case.run());
+        row(
+            "conv3x3+im2col_56x56_16to24",
+            kind.name(),
+            ConvCase::ops() as f64,
+            t,
+            exact_peak,
+            "-".into(),
+        );
+    }
+}
+
+fn main() {
+    if std::env::var_os("QOPT_BENCH_SUMMARY_ONLY").is_none() {
+        let mut c = Criterion::default().configure_from_args();
+        criterion_groups(&mut c);
+        c.final_summary();
+    }
+    summary();
+}

@@ -21,14 +21,23 @@
 //! Internal invariants (tile sizes, panel extents) are `debug_assert`/`unreachable!` only where
 //! the validated arguments guarantee them.
 
+pub mod conv;
+pub mod depthwise;
 pub mod dispatch;
 pub mod epilogue;
 pub mod error;
 pub mod gemm;
 mod gemm_scalar;
+pub mod geometry;
+pub mod im2col;
+pub mod lut;
 pub mod pack;
+pub mod qbinary;
 pub mod qtype;
+pub mod quantize;
 
+#[cfg(target_arch = "x86_64")]
+mod depthwise_avx2;
 #[cfg(target_arch = "x86_64")]
 mod gemm_avx2;
 #[cfg(target_arch = "x86_64")]
@@ -37,11 +46,18 @@ mod gemm_avx512;
 #[cfg(test)]
 mod tests;
 
+pub use conv::Conv2d;
+pub use depthwise::Depthwise;
 pub use dispatch::{KERNELS_ENV, KernelKind};
 pub use epilogue::{
     DequantizeOut, Epilogue, Int32Out, QClamp, Requantize, quantize_value, requant_multiplier,
 };
 pub use error::Int8Error;
 pub use gemm::{ActMatrix, OutMatrix, gemm, gemm_channels};
+pub use geometry::{Conv2dGeometry, ConvParams};
+pub use im2col::im2col;
+pub use lut::Lut8;
 pub use pack::{BLayout, PackedB};
+pub use qbinary::{BinaryOp, QBinary};
 pub use qtype::QInt;
+pub use quantize::{dequantize, quantize};

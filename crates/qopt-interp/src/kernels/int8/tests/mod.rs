@@ -4,6 +4,8 @@
 //! visible "SKIP:" line; the VNNI family's packing, row preparation, zero-point corrections and
 //! driver still run here through `VnniEmulated` (only its 30-line microkernel needs AVX-512).
 
+mod conv;
+mod elementwise;
 mod gemm;
 
 use super::KernelKind;
