@@ -1,17 +1,19 @@
 //! Quantized 2-D convolution (QLinearConv / the QDQ Conv pattern) on NHWC tensors, as GEMMs:
 //! a 1x1 stride-1 unpadded conv reads the input directly as the `M x K` operand (`M = H·W`,
-//! `K = C/groups`, row stride `C`); any other conv goes through `im2col` in row blocks that stay in
-//! cache. One GEMM per image and group; the weights are packed once per group in (ky, kx, c) order
+//! `K = C/groups`, row stride `C`); any other conv is a GEMM over im2col rows. The SIMD families
+//! prepare those rows straight from the input (`rows.rs`, no im2col matrix in memory); the scalar
+//! oracle runs the explicit [`im2col`] in cache-sized row blocks. One GEMM per image and group; the weights are packed once per group in (ky, kx, c) order
 //! to match im2col. Depthwise convs have their own direct kernel ([`super::Depthwise`]).
 
 use super::dispatch::KernelKind;
 use super::epilogue::Epilogue;
 use super::error::{Int8Error, check_len};
-use super::gemm::{ActMatrix, OutMatrix, gemm_channels};
+use super::gemm::{ActMatrix, GemmArgs, OutMatrix, gemm_channels, run_simd};
 use super::geometry::Conv2dGeometry;
 use super::im2col::im2col;
 use super::pack::PackedB;
 use super::qtype::QInt;
+use super::rows::Im2colRows;
 
 /// Bytes of im2col rows per block: big enough to amortise a GEMM call, small enough for L2.
 const IM2COL_BLOCK_BYTES: usize = 128 * 1024;
@@ -19,15 +21,27 @@ const IM2COL_BLOCK_BYTES: usize = 128 * 1024;
 /// A convolution with its weights packed for one kernel family.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
-    geom: Conv2dGeometry,
+    pub(crate) geom: Conv2dGeometry,
     /// One packed `K x (O/groups)` matrix per group.
-    packed: Vec<PackedB>,
+    pub(crate) packed: Vec<PackedB>,
     pointwise: bool,
 }
 
 impl Conv2d {
     /// Packs ONNX weights `[O, C/groups, KH, KW]` (i8) with zero points (1 or O values).
     pub fn new(
+        kind: KernelKind,
+        geom: Conv2dGeometry,
+        weights: &[i8],
+        weight_zero_points: &[i32],
+    ) -> Result<Conv2d, Int8Error> {
+        kind.check_supported()?;
+        Self::new_any_cpu(kind, geom, weights, weight_zero_points)
+    }
+
+    /// [`Conv2d::new`] without the CPU check (packing is plain Rust; tests pack for AVX-512 and
+    /// run the emulated VNNI scheme).
+    pub(crate) fn new_any_cpu(
         kind: KernelKind,
         geom: Conv2dGeometry,
         weights: &[i8],
@@ -54,7 +68,7 @@ impl Conv2d {
                 } else {
                     &weight_zero_points[g * og..(g + 1) * og]
                 };
-                PackedB::from_fn(kind, k, og, zps, |kk, n| {
+                PackedB::pack_any_cpu(kind, k, og, zps, |kk, n| {
                     let (tap, c) = (kk / cg, kk % cg);
                     let (ky, kx) = (tap / kw, tap % kw);
                     weights[(((g * og + n) * cg + c) * kh + ky) * kw + kx]
@@ -110,6 +124,27 @@ impl Conv2d {
                     gemm_channels(&a, packed, epilogue, group * og, &mut out)?;
                     continue;
                 }
+                if packed.kind() != KernelKind::Scalar {
+                    // SIMD: implicit im2col, rows prepared straight from the input.
+                    let rows = Im2colRows {
+                        input,
+                        geom: g,
+                        image,
+                        group,
+                    };
+                    let args = GemmArgs {
+                        za: input_zero_point,
+                        ch0: group * og,
+                        out_ptr: out_image[group * og..].as_mut_ptr(),
+                        ldc: g.out_c,
+                    };
+                    // SAFETY: the family was checked at pack time (the CPU does not change); the
+                    // input, output and epilogue sizes are checked above, and the rows of an
+                    // image's group cover `pixels` rows of K.
+                    unsafe { run_simd(&rows, &args, packed, epilogue) };
+                    continue;
+                }
+                // Scalar: the textbook path, explicit im2col blocks.
                 let mut p0 = 0;
                 while p0 < pixels {
                     let rows = block.min(pixels - p0);

@@ -3,8 +3,9 @@
 //! size, stride, dilation and padding (the nets we target use 3x3 and 5x5, strides 1 and 2).
 //! Padding taps are the input zero point, i.e. 0.0 (see `im2col.rs`), so they contribute nothing.
 //!
-//! The scalar kernel here is the oracle; `depthwise_avx2.rs` vectorises across channels (16 per
-//! step). A channel multiplier > 1 (O = k·C) is not depthwise here: run it as a grouped [`Conv2d`].
+//! The scalar kernel here is the oracle; `depthwise_avx2.rs` vectorises across channels (8 per
+//! vector, 4 output pixels per step) with exact integer sums carried in f32 FMAs (kernels of up to
+//! 258 taps; larger ones run the scalar kernel). A channel multiplier > 1 (O = k·C) is not depthwise here: run it as a grouped [`Conv2d`].
 //!
 //! [`Conv2d`]: super::Conv2d
 
@@ -21,11 +22,10 @@ pub struct Depthwise {
     pub(crate) kind: KernelKind,
     /// `(w − zb)` as `[tap][c]` (scalar kernel).
     pub(crate) w: Vec<i32>,
-    /// Σ over taps of `(w − zb)` per channel, padded (the SIMD kernel's zero-point term).
-    pub(crate) w_sum: Vec<i32>,
-    /// SIMD layout: per block of 16 channels, per pair of taps, 16 channels' `(w'_{2t}, w'_{2t+1})`
-    /// i16 pairs (a missing odd tap and channels past C are 0).
-    pub(crate) packed: Vec<i16>,
+    /// Channels rounded up to 8 (the SIMD kernel's vector width).
+    pub(crate) cp: usize,
+    /// `(w − zb)` as f32 `[tap][cp]`, channels past C zero (SIMD kernel; see depthwise_avx2.rs).
+    pub(crate) wf: Vec<f32>,
 }
 
 impl Depthwise {
@@ -65,37 +65,22 @@ impl Depthwise {
             });
         }
         let taps = geom.params.kernel[0] * geom.params.kernel[1];
+        let cp = c.next_multiple_of(8);
         let mut w = vec![0i32; taps * c];
-        let mut w_sum = vec![0i32; c.next_multiple_of(16) + 16];
+        let mut wf = vec![0f32; taps * cp];
         for ch in 0..c {
             for t in 0..taps {
                 let v = weights[ch * taps + t] as i32 - zb[ch];
                 w[t * c + ch] = v;
-                w_sum[ch] += v;
-            }
-        }
-        let pairs = taps.div_ceil(2);
-        let blocks = c.div_ceil(16);
-        let mut packed = vec![0i16; blocks * pairs * 32];
-        for b in 0..blocks {
-            for p in 0..pairs {
-                for lane in 0..16 {
-                    let ch = b * 16 + lane;
-                    for half in 0..2 {
-                        let t = 2 * p + half;
-                        if ch < c && t < taps {
-                            packed[(b * pairs + p) * 32 + 2 * lane + half] = w[t * c + ch] as i16;
-                        }
-                    }
-                }
+                wf[t * cp + ch] = v as f32;
             }
         }
         Ok(Depthwise {
             geom,
             kind,
             w,
-            w_sum,
-            packed,
+            cp,
+            wf,
         })
     }
 
@@ -121,9 +106,15 @@ impl Depthwise {
             KernelKind::Scalar => self.run_scalar(input, input_zero_point, epilogue, output),
             #[cfg(target_arch = "x86_64")]
             KernelKind::Avx2 | KernelKind::Avx512 => {
+                let taps = g.params.kernel[0] * g.params.kernel[1];
+                if taps > super::depthwise_avx2::MAX_EXACT_TAPS {
+                    // f32 sums would no longer be exact (no real net has such a kernel).
+                    self.run_scalar(input, input_zero_point, epilogue, output);
+                    return Ok(());
+                }
                 // The AVX-512 family runs the AVX2 depthwise kernel (it needs AVX2, checked here).
                 KernelKind::Avx2.check_supported()?;
-                // SAFETY: AVX2 checked; sizes checked above.
+                // SAFETY: AVX2 and FMA checked; sizes checked above; taps within the exact bound.
                 unsafe {
                     super::depthwise_avx2::run(self, input, input_zero_point, epilogue, output)
                 }

@@ -1,32 +1,117 @@
-//! AVX2 depthwise kernel: 16 channels per step, taps taken in pairs. For a pair of taps, the two
-//! 16-byte channel vectors are interleaved bytewise (`punpck{l,h}bw`) and widened to i16, giving
-//! `(x_t[c], x_{t+1}[c])` pairs that one `vpmaddwd` against the packed `(w'_t[c], w'_{t+1}[c])`
-//! turns into 8 channels' i32 partial sums, in channel order. Products are exact: |x| <= 255,
-//! |w − zb| <= 255.
+//! AVX2 depthwise kernel: exact integer arithmetic carried in f32 FMAs.
 //!
-//! Taps read the raw input; padding taps point at a row filled with the zero point, and the term
-//! `−za·Σ_t w'_t[c]` (precomputed, `Depthwise::w_sum`) makes the sum equal the oracle's
-//! `Σ (x − za)·w'` for every pixel, border or not. Channel tails (C % 16) are copied to a padded
-//! buffer first so no load crosses the end of the input.
+//! Each product `(x − za)·(w − zb)` is an integer of magnitude <= 255·255, and a sum of up to
+//! `MAX_EXACT_TAPS` = 258 of them stays below 2^24, so f32 holds every partial sum exactly: an f32
+//! FMA chain computes the same integer as the scalar oracle's i32 sum, bit for bit (the oracle never
+//! wraps either at that size). This beats 16-bit `vpmaddwd` here because depthwise has no reduction
+//! across channels to pair up: the i16 route spends two shuffles per tap and channel block on
+//! interleaving, while f32 converts each input element once and then needs one FMA (with its load
+//! folded in) per tap and 8 channels.
+//!
+//! Input rows are converted on demand to f32 `(x − za)` into a ring of `span = (KH−1)·DH + 1` row
+//! buffers with the left/right padding materialised as 0.0 (the real value of padding) and the
+//! channels rounded up to 8; a missing row (top/bottom padding) is a zero row. Then for each output
+//! row and group of 8 channels the tap weights stay in registers while 8 output pixels at a time
+//! (8 independent FMA chains: FMA latency 4 x 2 per cycle) sweep the row. The sum leaves as i32 (`cvtps` of an exact integer),
+//! gets the bias added in i32 like everywhere else, and goes through the shared epilogue.
 
 use super::depthwise::Depthwise;
 use super::epilogue::Epilogue;
 use super::qtype::QInt;
 use std::arch::x86_64::*;
 
+/// Largest tap count for which f32 sums are exact: 258 · 255 · 255 < 2^24.
+pub(crate) const MAX_EXACT_TAPS: usize = 258;
+
+/// Output pixels per sweep step (independent FMA chains).
+const PIXELS: usize = 8;
+
+struct Sweep<'a> {
+    /// Per kernel row, the converted input row (padded; pixel 0 = first left pad).
+    rows: &'a [*const f32],
+    /// Weights `[tap][cp]`.
+    weights: &'a [f32],
+    cp: usize,
+    kw: usize,
+    /// Floats between horizontally adjacent output pixels / taps.
+    px_step: usize,
+    tap_step: usize,
+}
+
+/// Converts input row `iy` of `image` to `(x − za)` f32 into `dst` (already zero-padded).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn widen<A: QInt>(v: __m128i) -> __m256i {
-    if A::SIGNED {
-        _mm256_cvtepi8_epi16(v)
-    } else {
-        _mm256_cvtepu8_epi16(v)
+unsafe fn convert_row<A: QInt>(src: &[A], za: i32, c: usize, cp: usize, dst: &mut [f32]) {
+    let zav = _mm256_set1_epi32(za);
+    for (px, d) in src.chunks_exact(c).zip(dst.chunks_exact_mut(cp)) {
+        let mut i = 0;
+        while i + 8 <= c {
+            // SAFETY: 8 elements from i in px and d.
+            unsafe {
+                let raw = _mm_loadl_epi64(px.as_ptr().add(i).cast());
+                let wide = if A::SIGNED {
+                    _mm256_cvtepi8_epi32(raw)
+                } else {
+                    _mm256_cvtepu8_epi32(raw)
+                };
+                let f = _mm256_cvtepi32_ps(_mm256_sub_epi32(wide, zav));
+                _mm256_storeu_ps(d.as_mut_ptr().add(i), f);
+            }
+            i += 8;
+        }
+        for j in i..c {
+            d[j] = (px[j].to_i32() - za) as f32;
+        }
     }
 }
 
+/// Sums for `PIXELS` output pixels starting at padded column `x0` (in floats, channel offset
+/// included), taps known at compile time: weights live in registers.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sweep_fixed<const KH: usize, const KW: usize>(
+    s: &Sweep<'_>,
+    w: &[[__m256; KW]; KH],
+    x0: usize,
+) -> [__m256; PIXELS] {
+    let mut acc = [_mm256_setzero_ps(); PIXELS];
+    for (ky, wrow) in w.iter().enumerate() {
+        let row = s.rows[ky];
+        for (kx, wv) in wrow.iter().enumerate() {
+            for (p, a) in acc.iter_mut().enumerate() {
+                // SAFETY: the sweep only visits columns inside the padded row (caller).
+                let x = unsafe { _mm256_loadu_ps(row.add(x0 + p * s.px_step + kx * s.tap_step)) };
+                *a = _mm256_fmadd_ps(x, *wv, *a);
+            }
+        }
+    }
+    acc
+}
+
+/// As `sweep_fixed` for any kernel size, weights loaded from memory.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sweep_any(s: &Sweep<'_>, kh: usize, c0: usize, x0: usize) -> [__m256; PIXELS] {
+    let mut acc = [_mm256_setzero_ps(); PIXELS];
+    for ky in 0..kh {
+        let row = s.rows[ky];
+        for kx in 0..s.kw {
+            // SAFETY: weights hold taps x cp; columns inside the padded row (caller).
+            unsafe {
+                let wv = _mm256_loadu_ps(s.weights.as_ptr().add((ky * s.kw + kx) * s.cp + c0));
+                for (p, a) in acc.iter_mut().enumerate() {
+                    let x = _mm256_loadu_ps(row.add(x0 + p * s.px_step + kx * s.tap_step));
+                    *a = _mm256_fmadd_ps(x, wv, *a);
+                }
+            }
+        }
+    }
+    acc
+}
+
 /// # Safety
-/// AVX2 available; buffer sizes validated by `Depthwise::run`.
-#[target_feature(enable = "avx2")]
+/// AVX2 and FMA available; buffer sizes validated by `Depthwise::run`; taps <= MAX_EXACT_TAPS.
+#[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn run<A: QInt, E: Epilogue>(
     dw: &Depthwise,
     input: &[A],
@@ -36,112 +121,114 @@ pub(crate) unsafe fn run<A: QInt, E: Epilogue>(
 ) {
     let g = &dw.geom;
     let c = g.in_c;
+    let cp = dw.cp;
     let [kh, kw] = g.params.kernel;
-    let taps = kh * kw;
-    let pairs = taps.div_ceil(2);
-    let blocks = c.div_ceil(16);
-    let zai = za.to_i32();
-    // Per-channel constant: bias − za·Σ w' (wrapping, like every other sum).
+    let [sw, dwx] = [g.params.stride[1], g.params.dilation[1]];
+    let [_, pl, _, pr] = g.params.pads;
+    let row_px = pl + g.in_w + pr;
+    let row_len = row_px * cp;
+    let span = (kh - 1) * g.params.dilation[0] + 1;
+    let mut ring = vec![0f32; span * row_len];
+    let mut ring_row: Vec<Option<usize>> = vec![None; span];
+    let zero_row = vec![0f32; row_len];
+    let mut rows: Vec<*const f32> = vec![zero_row.as_ptr(); kh];
+    let za = za.to_i32();
     let bias = epi.bias_padded();
-    let offset: Vec<i32> = (0..blocks * 16 + 16)
-        .map(|ch| {
-            let b = if ch < c { bias[ch] } else { 0 };
-            b.wrapping_sub(zai.wrapping_mul(dw.w_sum[ch]))
-        })
-        .collect();
-    let pad_row = vec![za; blocks * 16 + 16];
-    let mut tail = vec![za; 2 * pairs * 16];
-    let tail_base = tail.as_mut_ptr();
-    // SAFETY: each stays inside `tail` (2 * pairs rows of 16).
-    let tail_ptrs: Vec<*const A> = (0..2 * pairs)
-        .map(|t| unsafe { tail_base.add(t * 16) as *const A })
-        .collect();
-    let mut ptrs: Vec<*const A> = vec![pad_row.as_ptr(); 2 * pairs];
-    let mut out_idx = 0;
+    let s_px = sw * cp;
+    let s_tap = dwx * cp;
+    let image_len = g.in_h * g.in_w * c;
+    let out_row = g.out_w * c;
+
     for image in 0..g.batch {
-        let image_base = image * g.in_h * g.in_w * c;
+        ring_row.fill(None);
+        let src_image = &input[image * image_len..(image + 1) * image_len];
         for oy in 0..g.out_h {
-            for ox in 0..g.out_w {
-                for ky in 0..kh {
-                    let iy = g.input_pos(0, oy, ky);
-                    for kx in 0..kw {
-                        ptrs[ky * kw + kx] = match (iy, g.input_pos(1, ox, kx)) {
-                            // SAFETY: the pixel lies inside the validated input.
-                            (Some(iy), Some(ix)) => unsafe {
-                                input.as_ptr().add(image_base + (iy * g.in_w + ix) * c)
-                            },
-                            _ => pad_row.as_ptr(),
-                        };
+            for (ky, row) in rows.iter_mut().enumerate() {
+                *row = match g.input_pos(0, oy, ky) {
+                    Some(iy) => {
+                        let slot = iy % span;
+                        let buf = &mut ring[slot * row_len..(slot + 1) * row_len];
+                        if ring_row[slot] != Some(iy) {
+                            let src = &src_image[iy * g.in_w * c..(iy + 1) * g.in_w * c];
+                            // SAFETY: AVX2 available; the data region starts after pl pixels.
+                            unsafe { convert_row(src, za, c, cp, &mut buf[pl * cp..]) };
+                            ring_row[slot] = Some(iy);
+                        }
+                        buf.as_ptr()
                     }
-                }
-                for b in 0..blocks {
-                    let c0 = b * 16;
-                    let count = (c - c0).min(16);
-                    let weights = &dw.packed[b * pairs * 32..(b + 1) * pairs * 32];
-                    // SAFETY: full blocks read 16 channels inside each tap's pixel (or the padded
-                    // pad row); the tail block reads the padded `tail` copy.
-                    let (acc0, acc1) = unsafe {
-                        if count == 16 {
-                            block(&ptrs, c0, weights)
-                        } else {
-                            for (t, &p) in ptrs.iter().enumerate() {
-                                std::ptr::copy_nonoverlapping(
-                                    p.add(c0),
-                                    tail_base.add(t * 16),
-                                    count,
-                                );
-                            }
-                            block(&tail_ptrs, 0, weights)
+                    None => zero_row.as_ptr(),
+                };
+            }
+            let sweep = Sweep {
+                rows: &rows,
+                weights: &dw.wf,
+                cp,
+                kw,
+                px_step: s_px,
+                tap_step: s_tap,
+            };
+            let out_base = (image * g.out_h + oy) * out_row;
+            for c0 in (0..cp).step_by(8) {
+                let count = (c - c0).min(8);
+                // SAFETY: weights hold taps x cp floats.
+                let load_w = |t: usize| unsafe { _mm256_loadu_ps(dw.wf.as_ptr().add(t * cp + c0)) };
+                let w3: [[__m256; 3]; 3] = if (kh, kw) == (3, 3) {
+                    std::array::from_fn(|ky| std::array::from_fn(|kx| load_w(ky * 3 + kx)))
+                } else {
+                    [[_mm256_setzero_ps(); 3]; 3]
+                };
+                let w5: [[__m256; 5]; 5] = if (kh, kw) == (5, 5) {
+                    std::array::from_fn(|ky| std::array::from_fn(|kx| load_w(ky * 5 + kx)))
+                } else {
+                    [[_mm256_setzero_ps(); 5]; 5]
+                };
+                let mut ox = 0;
+                while ox < g.out_w {
+                    // PIXELS outputs per step while they exist, then one at a time.
+                    let step = if ox + PIXELS <= g.out_w { PIXELS } else { 1 };
+                    let x0 = ox * s_px + c0;
+                    // SAFETY: every tap of an output pixel < out_w lies in the padded row (the
+                    // output-size formula), and each read covers channels c0..c0+8 <= cp.
+                    let acc = unsafe {
+                        match (step, kh, kw) {
+                            (1, _, _) => single_pixel(&sweep, kh, c0, x0),
+                            (_, 3, 3) => sweep_fixed::<3, 3>(&sweep, &w3, x0),
+                            (_, 5, 5) => sweep_fixed::<5, 5>(&sweep, &w5, x0),
+                            _ => sweep_any(&sweep, kh, c0, x0),
                         }
                     };
-                    let dst = output.as_mut_ptr();
-                    // SAFETY: offset is padded past c; outputs out_idx + c0 .. + count exist.
-                    unsafe {
-                        let o0 = _mm256_loadu_si256(offset.as_ptr().add(c0).cast());
-                        let o1 = _mm256_loadu_si256(offset.as_ptr().add(c0 + 8).cast());
-                        epi.convert8_avx2(
-                            _mm256_add_epi32(acc0, o0),
-                            c0,
-                            dst.add(out_idx + c0),
-                            count.min(8),
-                        );
-                        if count > 8 {
-                            epi.convert8_avx2(
-                                _mm256_add_epi32(acc1, o1),
-                                c0 + 8,
-                                dst.add(out_idx + c0 + 8),
-                                count - 8,
+                    for (p, a) in acc.iter().enumerate().take(step) {
+                        // SAFETY: bias is padded by CHANNEL_PAD past c; the output pixel exists.
+                        unsafe {
+                            let sum = _mm256_add_epi32(
+                                _mm256_cvtps_epi32(*a),
+                                _mm256_loadu_si256(bias.as_ptr().add(c0).cast()),
                             );
+                            let dst = output.as_mut_ptr().add(out_base + (ox + p) * c + c0);
+                            epi.convert8_avx2(sum, c0, dst, count);
                         }
                     }
+                    ox += step;
                 }
-                out_idx += c;
             }
         }
     }
 }
 
-/// Σ over tap pairs for channels `c0..c0+16`: returns (channels 0-7, channels 8-15) as i32.
-///
-/// # Safety
-/// Every `ptrs[t].add(c0)` readable for 16 elements; `weights` holds `ptrs.len() / 2` pairs.
+/// One output pixel (lane 0 of the result) for rows narrower than `PIXELS` outputs.
 #[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn block<A: QInt>(ptrs: &[*const A], c0: usize, weights: &[i16]) -> (__m256i, __m256i) {
-    let mut acc0 = _mm256_setzero_si256();
-    let mut acc1 = _mm256_setzero_si256();
-    for (p, w) in ptrs.chunks_exact(2).zip(weights.chunks_exact(32)) {
-        // SAFETY: caller guarantees the reads.
-        unsafe {
-            let x0 = _mm_loadu_si128(p[0].add(c0).cast());
-            let x1 = _mm_loadu_si128(p[1].add(c0).cast());
-            let lo = widen::<A>(_mm_unpacklo_epi8(x0, x1));
-            let hi = widen::<A>(_mm_unpackhi_epi8(x0, x1));
-            let w0 = _mm256_loadu_si256(w.as_ptr().cast());
-            let w1 = _mm256_loadu_si256(w.as_ptr().add(16).cast());
-            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(lo, w0));
-            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(hi, w1));
+#[target_feature(enable = "avx2,fma")]
+unsafe fn single_pixel(s: &Sweep<'_>, kh: usize, c0: usize, x0: usize) -> [__m256; PIXELS] {
+    let mut acc = [_mm256_setzero_ps(); PIXELS];
+    for ky in 0..kh {
+        for kx in 0..s.kw {
+            // SAFETY: the pixel's taps lie in the padded row; weights hold taps x cp.
+            unsafe {
+                let wv = _mm256_loadu_ps(s.weights.as_ptr().add((ky * s.kw + kx) * s.cp + c0));
+                let x = _mm256_loadu_ps(s.rows[ky].add(x0 + kx * s.tap_step));
+                acc[0] = _mm256_fmadd_ps(x, wv, acc[0]);
+            }
         }
     }
-    (acc0, acc1)
+    acc
 }

@@ -10,7 +10,7 @@ use super::error::Int8Error;
 pub enum KernelKind {
     /// Plain Rust, the oracle every SIMD path is tested against.
     Scalar,
-    /// AVX2: 16-bit `vpmaddwd` GEMM (exact for every u8/i8 input, see `gemm_avx2.rs`).
+    /// AVX2 (+FMA): 16-bit `vpmaddwd` GEMM (exact for every u8/i8 input, see `gemm_avx2.rs`).
     Avx2,
     /// AVX-512 F+BW+VNNI: `vpdpbusd` GEMM; its epilogues reuse the AVX2 code.
     Avx512,
@@ -62,11 +62,19 @@ impl KernelKind {
     fn missing_feature(self) -> Option<&'static str> {
         match self {
             KernelKind::Scalar => None,
-            KernelKind::Avx2 => (!is_x86_feature_detected!("avx2")).then_some("avx2"),
+            // FMA comes with every AVX2 CPU (Haswell, Zen); the depthwise kernel uses it.
+            KernelKind::Avx2 => [
+                ("avx2", is_x86_feature_detected!("avx2")),
+                ("fma", is_x86_feature_detected!("fma")),
+            ]
+            .into_iter()
+            .find(|(_, has)| !has)
+            .map(|(name, _)| name),
             KernelKind::Avx512 => {
                 // The VNNI path also calls the AVX2 epilogues, so it needs both.
                 [
                     ("avx2", is_x86_feature_detected!("avx2")),
+                    ("fma", is_x86_feature_detected!("fma")),
                     ("avx512f", is_x86_feature_detected!("avx512f")),
                     ("avx512bw", is_x86_feature_detected!("avx512bw")),
                     ("avx512vnni", is_x86_feature_detected!("avx512vnni")),

@@ -144,6 +144,29 @@ pub trait Epilogue: sealed::Sealed + Sync {
         dst: *mut Self::Out,
         count: usize,
     );
+    /// AVX2 conversion of channels `n..n+16` (`acc0`: the first 8); writes the first `count`
+    /// (1..=16) outputs. Requantization overrides it to narrow both halves at once.
+    ///
+    /// # Safety
+    /// As for `convert8_avx2`, with `count` writes.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn convert16_avx2(
+        &self,
+        acc0: std::arch::x86_64::__m256i,
+        acc1: std::arch::x86_64::__m256i,
+        n: usize,
+        dst: *mut Self::Out,
+        count: usize,
+    ) {
+        // SAFETY: forwarded; the second half only when it has outputs to write (n + 8 < channels).
+        unsafe {
+            self.convert8_avx2(acc0, n, dst, count.min(8));
+            if count > 8 {
+                self.convert8_avx2(acc1, n + 8, dst.add(8), count - 8);
+            }
+        }
+    }
 }
 
 fn padded_per_channel<T: Copy>(
@@ -268,6 +291,19 @@ impl<O: QInt> Epilogue for Requantize<O> {
         // SAFETY: caller guarantees AVX2, n < channels (the vectors are padded by CHANNEL_PAD)
         // and dst valid for `count` bytes.
         unsafe { avx2::requantize8::<O>(self, acc, n, dst, count) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn convert16_avx2(
+        &self,
+        acc0: std::arch::x86_64::__m256i,
+        acc1: std::arch::x86_64::__m256i,
+        n: usize,
+        dst: *mut O,
+        count: usize,
+    ) {
+        // SAFETY: as above; the multipliers are padded by CHANNEL_PAD = 16.
+        unsafe { avx2::requantize16::<O>(self, acc0, acc1, n, dst, count) }
     }
 }
 
@@ -443,6 +479,43 @@ pub(crate) mod avx2 {
         }
     }
 
+    /// Requantizes 16 lanes and stores the first `count` (1..=16) as bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn requantize16<O: QInt>(
+        epi: &Requantize<O>,
+        acc0: __m256i,
+        acc1: __m256i,
+        n: usize,
+        dst: *mut O,
+        count: usize,
+    ) {
+        // SAFETY: n < channels; the multipliers are padded by 16; dst valid for `count` bytes.
+        unsafe {
+            let q0 = requantize8_i32(epi, acc0, n);
+            let q1 = requantize8_i32(epi, acc1, n + 8);
+            // packs works per 128-bit lane: [q0 0-3, q1 0-3 | q0 4-7, q1 4-7]; reorder the
+            // 64-bit quarters to [q0 0-3, q0 4-7 | q1 0-3, q1 4-7] before the final narrowing.
+            let p16 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(q0, q1));
+            let (lo, hi) = (
+                _mm256_castsi256_si128(p16),
+                _mm256_extracti128_si256::<1>(p16),
+            );
+            let bytes = if O::SIGNED {
+                _mm_packs_epi16(lo, hi)
+            } else {
+                _mm_packus_epi16(lo, hi)
+            };
+            if count >= 16 {
+                _mm_storeu_si128(dst.cast(), bytes);
+            } else {
+                let mut tmp = [0u8; 16];
+                _mm_storeu_si128(tmp.as_mut_ptr().cast(), bytes);
+                std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst.cast::<u8>(), count);
+            }
+        }
+    }
+
     #[inline]
     #[target_feature(enable = "avx2")]
     pub(crate) unsafe fn store_i32x8(v: __m256i, dst: *mut i32, count: usize) {
@@ -604,6 +677,28 @@ mod tests {
                     for i in 0..count {
                         assert_eq!(got[i], e.convert(lanes[i], n0 + i), "{a} lane {i}");
                         assert_eq!(gotf[i].to_bits(), d.convert(lanes[i], n0 + i).to_bits());
+                    }
+                    // 16 lanes: the second half reversed so lanes differ.
+                    let mut lanes16 = [0i32; 16];
+                    lanes16[..8].copy_from_slice(&lanes);
+                    lanes16[8..].copy_from_slice(&lanes);
+                    lanes16[8..].reverse();
+                    let count16 = (11 - n0).min(16);
+                    let mut got16 = [0u8; 16];
+                    // SAFETY: AVX2 checked above; n0 < channels; the buffer holds 16.
+                    unsafe {
+                        let v0 = std::arch::x86_64::_mm256_loadu_si256(lanes16.as_ptr().cast());
+                        let v1 =
+                            std::arch::x86_64::_mm256_loadu_si256(lanes16[8..].as_ptr().cast());
+                        e.convert16_avx2(v0, v1, n0, got16.as_mut_ptr(), count16);
+                    }
+                    for i in 0..16 {
+                        let want = if i < count16 {
+                            e.convert(lanes16[i], n0 + i)
+                        } else {
+                            0
+                        };
+                        assert_eq!(got16[i], want, "{a} 16-lane {i}");
                     }
                 }
             }

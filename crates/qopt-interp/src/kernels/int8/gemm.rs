@@ -18,6 +18,7 @@ use super::error::{Int8Error, check_matrix};
 use super::gemm_scalar;
 use super::pack::{PackedB, PackedData, Panels};
 use super::qtype::QInt;
+use super::rows::{MatrixRows, Piece, RowSource};
 
 /// The activation operand: `rows x K` (K = the packed weights' k), row-major with `stride`.
 #[derive(Debug, Clone, Copy)]
@@ -90,14 +91,6 @@ pub fn gemm_channels<A: QInt, E: Epilogue>(
     if a.rows == 0 || b.n() == 0 {
         return Ok(());
     }
-    let args = GemmArgs {
-        a: *a,
-        k: b.k(),
-        n: b.n(),
-        ch0: first_channel,
-        out_ptr: out.data.as_mut_ptr(),
-        ldc: out.stride,
-    };
     match &b.data {
         PackedData::Scalar(w) => {
             gemm_scalar::run(
@@ -111,30 +104,60 @@ pub fn gemm_channels<A: QInt, E: Epilogue>(
                 out,
             );
         }
-        #[cfg(target_arch = "x86_64")]
-        PackedData::I16(panels) => {
-            // SAFETY: AVX2 checked above (check_supported); sizes checked above.
-            unsafe { run_blocked::<super::gemm_avx2::Avx2I16, A, E>(&args, panels, b, epilogue) }
+        _ => {
+            let rows = MatrixRows { a: *a, k: b.k() };
+            let args = GemmArgs {
+                za: a.zero_point,
+                ch0: first_channel,
+                out_ptr: out.data.as_mut_ptr(),
+                ldc: out.stride,
+            };
+            // SAFETY: the family is supported (checked above) and sizes are validated.
+            unsafe { run_simd(&rows, &args, b, epilogue) };
         }
-        #[cfg(target_arch = "x86_64")]
-        PackedData::Vnni(panels) => {
-            // SAFETY: AVX-512 F/BW/VNNI and AVX2 checked above; sizes checked above.
-            unsafe { run_blocked::<super::gemm_avx512::Vnni, A, E>(&args, panels, b, epilogue) }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("SIMD packing is refused off x86-64 by check_supported"),
     }
     Ok(())
 }
 
-/// Validated GEMM arguments in raw form for the blocked driver.
-pub(crate) struct GemmArgs<'a, A: QInt, O> {
-    pub a: ActMatrix<'a, A>,
-    pub k: usize,
-    pub n: usize,
+/// Output and per-call parameters of a SIMD GEMM (validated by the caller).
+pub(crate) struct GemmArgs<A: QInt, O> {
+    /// Activation zero point.
+    pub za: A,
+    /// First epilogue channel.
     pub ch0: usize,
+    /// Output row 0, column 0.
     pub out_ptr: *mut O,
+    /// Output row stride.
     pub ldc: usize,
+}
+
+/// Runs a SIMD-packed GEMM over any row source.
+///
+/// # Safety
+/// `b.kind()` supported by this CPU; `src` rows have `b.k()` elements; the output holds
+/// `src.rows()` rows of `b.n()` at `ldc`; `args.ch0 + b.n() <= epi.channels()`.
+pub(crate) unsafe fn run_simd<A: QInt, R: RowSource<A>, E: Epilogue>(
+    src: &R,
+    args: &GemmArgs<A, E::Out>,
+    b: &PackedB,
+    epi: &E,
+) {
+    if src.rows() == 0 || b.n() == 0 {
+        return;
+    }
+    match &b.data {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded.
+        PackedData::I16(p) => unsafe {
+            run_blocked::<super::gemm_avx2::Avx2I16, A, R, E>(src, args, p, b, epi)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded.
+        PackedData::Vnni(p) => unsafe {
+            run_blocked::<super::gemm_avx512::Vnni, A, R, E>(src, args, p, b, epi)
+        },
+        _ => unreachable!("run_simd is only called with SIMD-packed weights"),
+    }
 }
 
 /// Largest rows x columns of a microkernel tile (row stride of the tile is `TILE_NR`).
@@ -157,12 +180,14 @@ pub(crate) trait Scheme {
     fn mr(nv: usize) -> usize;
     /// The zero point in the prepared domain.
     fn prepared_zero_point<A: QInt>(za: A) -> i32;
-    /// Writes one prepared row (`dst.len()` = K rounded up to KGROUP, tail zero) and returns the
-    /// sum of the prepared values of the real k (used only if CORRECTS_ZERO_POINTS).
+    /// Prepares a piece of a row (`dst.len() == src.len()`) and returns the sum of the prepared
+    /// values (used only if CORRECTS_ZERO_POINTS).
     ///
     /// # Safety
     /// The family's CPU features must be available.
-    unsafe fn prep_row<A: QInt>(src: &[A], za: A, dst: &mut [Self::AElem]) -> i32;
+    unsafe fn prep_piece<A: QInt>(src: &[A], za: A, dst: &mut [Self::AElem]) -> i32;
+    /// Prepares `dst.len()` padding elements (the zero point) and returns their sum.
+    fn prep_fill<A: QInt>(za: A, dst: &mut [Self::AElem]) -> i32;
     /// Sums `rows` (<= mr(nv)) prepared rows against one panel over all k groups into `tile`.
     ///
     /// # Safety
@@ -183,23 +208,29 @@ pub(crate) trait Scheme {
 /// next to the weight panel being streamed.
 const A_BLOCK_BYTES: usize = 96 * 1024;
 
+thread_local! {
+    /// Prepared-activation blocks, reused across calls (u64 storage: aligned for any AElem).
+    static A_BLOCK: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// The blocked driver shared by the SIMD families.
 ///
 /// # Safety
-/// The scheme's CPU features and AVX2 must be available; `args` validated by `gemm_channels`.
+/// The scheme's CPU features and AVX2 must be available; arguments as for `run_simd`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn run_blocked<S: Scheme, A: QInt, E: Epilogue>(
-    args: &GemmArgs<'_, A, E::Out>,
+pub(crate) unsafe fn run_blocked<S: Scheme, A: QInt, R: RowSource<A>, E: Epilogue>(
+    src: &R,
+    args: &GemmArgs<A, E::Out>,
     panels: &Panels<S::BElem>,
     b: &PackedB,
     epi: &E,
 ) {
     use std::arch::x86_64::*;
-    let (k, n, ch0) = (args.k, args.n, args.ch0);
+    let (k, n, ch0) = (b.k(), b.n(), args.ch0);
     let lda = panels.kgroups * S::KGROUP;
-    let rows_total = args.a.rows;
-    let za = args.a.zero_point;
+    let rows_total = src.rows();
+    let za = args.za;
 
     // Per-column constant: bias, and for correcting families -za'·colsum + K·za'·zb.
     let corrects = S::CORRECTS_ZERO_POINTS;
@@ -222,7 +253,13 @@ pub(crate) unsafe fn run_blocked<S: Scheme, A: QInt, E: Epilogue>(
     let mr_lcm = 12; // every Scheme::mr divides 12
     let mc = ((A_BLOCK_BYTES / (lda.max(1) * size_of::<S::AElem>())) / mr_lcm * mr_lcm)
         .clamp(mr_lcm, rows_total.next_multiple_of(mr_lcm));
-    let mut a_block = vec![S::AElem::default(); mc * lda];
+    let elems = mc * lda;
+    let mut storage = A_BLOCK.take();
+    storage.resize((elems * size_of::<S::AElem>()).div_ceil(8), 0);
+    // SAFETY: AElem is a plain integer type (i16/u8) with alignment <= 8, and the storage holds
+    // at least `elems` of them; any bit pattern is valid.
+    let a_block: &mut [S::AElem] =
+        unsafe { std::slice::from_raw_parts_mut(storage.as_mut_ptr().cast(), elems) };
     let mut row_sums = vec![0i32; mc];
     let mut tile = [0i32; TILE_MR * TILE_NR];
 
@@ -230,10 +267,23 @@ pub(crate) unsafe fn run_blocked<S: Scheme, A: QInt, E: Epilogue>(
     while m0 < rows_total {
         let mb = mc.min(rows_total - m0);
         for r in 0..mb {
-            let src_start = (m0 + r) * args.a.stride;
-            let src = &args.a.data[src_start..src_start + k];
-            // SAFETY: the scheme's features are available (caller).
-            row_sums[r] = unsafe { S::prep_row(src, za, &mut a_block[r * lda..(r + 1) * lda]) };
+            let dst = &mut a_block[r * lda..(r + 1) * lda];
+            let mut off = 0;
+            let mut sum = 0i32;
+            src.visit_row(m0 + r, &mut |piece| {
+                let (len, s) = match piece {
+                    // SAFETY: the scheme's features are available (caller).
+                    Piece::Data(d) => (d.len(), unsafe {
+                        S::prep_piece(d, za, &mut dst[off..off + d.len()])
+                    }),
+                    Piece::ZeroPoint(len) => (len, S::prep_fill(za, &mut dst[off..off + len])),
+                };
+                off += len;
+                sum = sum.wrapping_add(s);
+            });
+            debug_assert_eq!(off, k, "row source pieces must total K");
+            dst[off..].fill(S::AElem::default());
+            row_sums[r] = sum;
         }
         for panel in &panels.panels {
             let mr = S::mr(panel.nv);
@@ -262,22 +312,29 @@ pub(crate) unsafe fn run_blocked<S: Scheme, A: QInt, E: Epilogue>(
                         // SAFETY: tile row r has TILE_NR entries; col_offset/zb are padded by
                         // CHANNEL_PAD past n; the output row m has n entries from m*ldc.
                         unsafe {
-                            let mut acc = _mm256_add_epi32(
-                                _mm256_loadu_si256(tile.as_ptr().add(r * TILE_NR + c).cast()),
-                                _mm256_loadu_si256(col_offset.as_ptr().add(j).cast()),
-                            );
+                            let load = |p: *const i32| _mm256_loadu_si256(p.cast());
+                            let t = tile.as_ptr().add(r * TILE_NR + c);
+                            let o = col_offset.as_ptr().add(j);
+                            let mut acc0 = _mm256_add_epi32(load(t), load(o));
+                            let mut acc1 = _mm256_add_epi32(load(t.add(8)), load(o.add(8)));
                             if row_terms {
-                                let zb = _mm256_loadu_si256(zb_padded.as_ptr().add(j).cast());
-                                acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(row_sum, zb));
+                                let zb = zb_padded.as_ptr().add(j);
+                                acc0 =
+                                    _mm256_sub_epi32(acc0, _mm256_mullo_epi32(row_sum, load(zb)));
+                                acc1 = _mm256_sub_epi32(
+                                    acc1,
+                                    _mm256_mullo_epi32(row_sum, load(zb.add(8))),
+                                );
                             }
-                            epi.convert8_avx2(
-                                acc,
+                            epi.convert16_avx2(
+                                acc0,
+                                acc1,
                                 ch0 + j,
                                 args.out_ptr.add(m * args.ldc + j),
-                                (panel.cols - c).min(8),
+                                (panel.cols - c).min(16),
                             );
                         }
-                        c += 8;
+                        c += 16;
                     }
                 }
                 r0 += rows;
@@ -285,4 +342,5 @@ pub(crate) unsafe fn run_blocked<S: Scheme, A: QInt, E: Epilogue>(
         }
         m0 += mb;
     }
+    A_BLOCK.set(storage);
 }

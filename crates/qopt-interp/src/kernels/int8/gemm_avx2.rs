@@ -43,13 +43,14 @@ impl Scheme for Avx2I16 {
 
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn prep_row<A: QInt>(src: &[A], za: A, dst: &mut [i16]) -> i32 {
+    unsafe fn prep_piece<A: QInt>(src: &[A], za: A, dst: &mut [i16]) -> i32 {
         let k = src.len();
+        debug_assert_eq!(dst.len(), k);
         let za = za.to_i32();
         let zav = _mm256_set1_epi16(za as i16);
         let mut i = 0;
         while i + 16 <= k {
-            // SAFETY: 16 elements from i are in src, and dst.len() >= k.
+            // SAFETY: 16 elements from i exist in src and dst.
             unsafe {
                 let raw = _mm_loadu_si128(src.as_ptr().add(i).cast());
                 let wide = if A::SIGNED {
@@ -61,10 +62,29 @@ impl Scheme for Avx2I16 {
             }
             i += 16;
         }
-        for (d, s) in dst[i..k].iter_mut().zip(&src[i..]) {
+        if i + 8 <= k {
+            // SAFETY: 8 elements from i exist in src and dst.
+            unsafe {
+                let raw = _mm_loadl_epi64(src.as_ptr().add(i).cast());
+                let wide = if A::SIGNED {
+                    _mm_cvtepi8_epi16(raw)
+                } else {
+                    _mm_cvtepu8_epi16(raw)
+                };
+                let centred = _mm_sub_epi16(wide, _mm256_castsi256_si128(zav));
+                _mm_storeu_si128(dst.as_mut_ptr().add(i).cast(), centred);
+            }
+            i += 8;
+        }
+        for (d, s) in dst[i..].iter_mut().zip(&src[i..]) {
             *d = (s.to_i32() - za) as i16;
         }
-        dst[k..].fill(0);
+        0
+    }
+
+    fn prep_fill<A: QInt>(_za: A, dst: &mut [i16]) -> i32 {
+        // The zero point minus itself.
+        dst.fill(0);
         0
     }
 

@@ -28,12 +28,13 @@ use std::arch::x86_64::*;
 /// The `vpdpbusd` scheme.
 pub(crate) struct Vnni;
 
-/// Prepares one activation row for `vpdpbusd`: shift to u8, pad with zeros to `dst.len()`, and
-/// return the sum of the shifted values.
+/// Prepares a piece of an activation row for `vpdpbusd`: shift to u8 and return the sum of the
+/// shifted values.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn prep_row_u8<A: QInt>(src: &[A], dst: &mut [u8]) -> i32 {
+unsafe fn prep_piece_u8<A: QInt>(src: &[A], dst: &mut [u8]) -> i32 {
     let k = src.len();
+    debug_assert_eq!(dst.len(), k);
     let flip = _mm256_set1_epi8(if A::SIGNED { 0x80u8 as i8 } else { 0 });
     let mut sums = _mm256_setzero_si256();
     let mut i = 0;
@@ -54,7 +55,6 @@ unsafe fn prep_row_u8<A: QInt>(src: &[A], dst: &mut [u8]) -> i32 {
         *d = (s.to_i32() + A::BIAS_TO_U8) as u8;
         sum = sum.wrapping_add(*d as i32);
     }
-    dst[k..].fill(0);
     sum
 }
 
@@ -73,9 +73,15 @@ impl Scheme for Vnni {
     }
 
     #[inline]
-    unsafe fn prep_row<A: QInt>(src: &[A], _za: A, dst: &mut [u8]) -> i32 {
+    unsafe fn prep_piece<A: QInt>(src: &[A], _za: A, dst: &mut [u8]) -> i32 {
         // SAFETY: AVX2 is part of the Avx512 family's requirements (dispatch.rs).
-        unsafe { prep_row_u8(src, dst) }
+        unsafe { prep_piece_u8(src, dst) }
+    }
+
+    fn prep_fill<A: QInt>(za: A, dst: &mut [u8]) -> i32 {
+        let zap = Self::prepared_zero_point(za);
+        dst.fill(zap as u8);
+        zap.wrapping_mul(dst.len() as i32)
     }
 
     #[inline]
@@ -167,9 +173,13 @@ impl Scheme for VnniEmulated {
         Vnni::prepared_zero_point(za)
     }
 
-    unsafe fn prep_row<A: QInt>(src: &[A], za: A, dst: &mut [u8]) -> i32 {
+    unsafe fn prep_piece<A: QInt>(src: &[A], za: A, dst: &mut [u8]) -> i32 {
         // SAFETY: forwarded (AVX2 available in the tests that use this).
-        unsafe { Vnni::prep_row(src, za, dst) }
+        unsafe { Vnni::prep_piece(src, za, dst) }
+    }
+
+    fn prep_fill<A: QInt>(za: A, dst: &mut [u8]) -> i32 {
+        Vnni::prep_fill(za, dst)
     }
 
     unsafe fn microkernel(

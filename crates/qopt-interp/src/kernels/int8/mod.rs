@@ -35,6 +35,7 @@ pub mod pack;
 pub mod qbinary;
 pub mod qtype;
 pub mod quantize;
+mod rows;
 
 #[cfg(target_arch = "x86_64")]
 mod depthwise_avx2;

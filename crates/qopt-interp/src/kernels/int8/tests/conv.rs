@@ -2,6 +2,10 @@
 //! ONNX QLinearConv definition (NHWC input, OIHW weights, padding as the real value 0 = the input
 //! zero point, i64 sums), followed by the documented requantization formula (epilogue.rs).
 
+use super::super::gemm::{GemmArgs, run_blocked};
+use super::super::gemm_avx512::VnniEmulated;
+use super::super::pack::PackedData;
+use super::super::rows::Im2colRows;
 use super::super::*;
 use super::{Rng, Values, draw, simd_kinds};
 use proptest::prelude::*;
@@ -134,6 +138,41 @@ impl ConvProblem {
         out
     }
 
+    /// The SIMD conv path (implicit im2col rows through the blocked driver) with the VNNI
+    /// packing, zero-point fill and corrections, and `vpdpbusd` emulated (runs on AVX2).
+    fn run_conv_vnni_emulated<A: QInt, O: QInt>(&self) -> Vec<O> {
+        let input: Vec<A> = self.input.iter().map(|&v| A::checked(v).unwrap()).collect();
+        let conv =
+            Conv2d::new_any_cpu(KernelKind::Avx512, self.geom, &self.weights, &self.zb).unwrap();
+        let g = &self.geom;
+        let epi = self.epilogue::<O>();
+        let mut out = vec![O::default(); g.output_len()];
+        let pixels = g.out_h * g.out_w;
+        let og = g.out_c_per_group();
+        for image in 0..g.batch {
+            for (group, packed) in conv.packed.iter().enumerate() {
+                let PackedData::Vnni(panels) = &packed.data else {
+                    unreachable!()
+                };
+                let rows = Im2colRows {
+                    input: &input,
+                    geom: g,
+                    image,
+                    group,
+                };
+                let args = GemmArgs {
+                    za: A::checked(self.za).unwrap(),
+                    ch0: group * og,
+                    out_ptr: out[image * pixels * g.out_c + group * og..].as_mut_ptr(),
+                    ldc: g.out_c,
+                };
+                // SAFETY: AVX2 checked by the caller; sizes from the validated geometry.
+                unsafe { run_blocked::<VnniEmulated, A, _, _>(&rows, &args, panels, packed, &epi) };
+            }
+        }
+        out
+    }
+
     fn run_depthwise<A: QInt, O: QInt>(&self, kind: KernelKind) -> Vec<O> {
         let input: Vec<A> = self.input.iter().map(|&v| A::checked(v).unwrap()).collect();
         let dw = Depthwise::new(kind, self.geom, &self.weights, &self.zb).unwrap();
@@ -165,6 +204,13 @@ impl ConvProblem {
         assert_eq!(to_i32(&scalar), want, "{test}: scalar conv vs reference");
         for kind in simd_kinds(test) {
             assert_eq!(self.run_conv::<A, O>(kind), scalar, "{test}: {kind} conv");
+        }
+        if KernelKind::Avx2.is_supported() {
+            assert_eq!(
+                self.run_conv_vnni_emulated::<A, O>(),
+                scalar,
+                "{test}: emulated vpdpbusd conv"
+            );
         }
         let depthwise =
             self.geom.params.groups == self.geom.in_c && self.geom.out_c == self.geom.in_c;
@@ -280,6 +326,12 @@ fn depthwise_matches_reference_and_scalar() {
     cases.push(("dw dilated asym".into(), geometry(2, 7, 6, 8, 8, p)));
     let p = ConvParams::new([3, 3]).pads([1, 1, 1, 1]).groups(16);
     cases.push(("dw 1x1 image".into(), geometry(1, 1, 1, 16, 16, p)));
+    // 256 taps: the largest f32-exact SIMD case (sums up to 256·255·255 < 2^24); 289 taps runs the
+    // scalar fallback.
+    let p = ConvParams::new([16, 16]).pads([8, 8, 7, 7]).groups(9);
+    cases.push(("dw 16x16".into(), geometry(1, 18, 17, 9, 9, p)));
+    let p = ConvParams::new([17, 17]).pads([8, 8, 8, 8]).groups(3);
+    cases.push(("dw 17x17".into(), geometry(1, 5, 6, 3, 3, p)));
     for (i, (name, g)) in cases.into_iter().enumerate() {
         for values in [Values::Uniform, Values::Extremes] {
             let seed = 300 + i as u64;

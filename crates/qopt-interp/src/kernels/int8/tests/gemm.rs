@@ -5,6 +5,7 @@
 use super::super::gemm::{GemmArgs, run_blocked};
 use super::super::gemm_avx512::VnniEmulated;
 use super::super::pack::PackedData;
+use super::super::rows::MatrixRows;
 use super::super::*;
 use super::{Rng, Values, draw, simd_kinds};
 use proptest::prelude::*;
@@ -134,16 +135,15 @@ fn run_kind<A: QInt, E: Epilogue>(
             unreachable!()
         };
         let args = GemmArgs {
-            a: act,
-            k: p.k,
-            n: p.n,
+            za: act.zero_point,
             ch0: 0,
             out_ptr: out.as_mut_ptr(),
             ldc,
         };
         if p.m > 0 && p.n > 0 {
+            let rows = MatrixRows { a: act, k: p.k };
             // SAFETY: the emulated scheme needs AVX2 only (checked by callers); sizes are consistent.
-            unsafe { run_blocked::<VnniEmulated, A, E>(&args, panels, &packed, epi) };
+            unsafe { run_blocked::<VnniEmulated, A, _, E>(&rows, &args, panels, &packed, epi) };
         }
     } else {
         let mut om = OutMatrix {
