@@ -444,7 +444,160 @@ fn summary() {
             "-".into(),
         );
     }
+    if wanted("multiply_schemes") {
+        multiply_scheme_summary(mhz);
+    }
 }
+
+/// The AVX2 multiply schemes, measured on one 6x16 (or 4x16) register tile with operands in L1,
+/// so the figures are the microkernels' own throughput (no packing, no epilogue):
+/// - `vpmaddwd` on i16 operands: the library's kernel (exact for all inputs);
+/// - plain `vpmaddubsw` + `vpmaddwd(1)`: the textbook chain, NOT exact (i16 saturation);
+/// - `vpmaddubsw` with the weights split as `b = 2*(b>>1) + (b&1)` so each product pair fits i16,
+///   both halves widened with `vpmaddwd`: exact, one way to rescue `vpmaddubsw`.
+#[cfg(target_arch = "x86_64")]
+mod multiply_schemes {
+    use std::arch::x86_64::*;
+
+    pub const K: usize = 256;
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn maddwd_6x16(a: &[i16], b: &[i16], reps: usize) -> i32 {
+        let mut acc = [[_mm256_setzero_si256(); 2]; 6];
+        for _ in 0..reps {
+            for p in 0..K / 2 {
+                // SAFETY: a holds 6 rows of K i16, b K/2 pairs x 32 i16.
+                unsafe {
+                    let b0 = _mm256_loadu_si256(b.as_ptr().add(p * 32).cast());
+                    let b1 = _mm256_loadu_si256(b.as_ptr().add(p * 32 + 16).cast());
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = _mm256_set1_epi32(
+                            a.as_ptr().add(r * K + 2 * p).cast::<i32>().read_unaligned(),
+                        );
+                        row[0] = _mm256_add_epi32(row[0], _mm256_madd_epi16(av, b0));
+                        row[1] = _mm256_add_epi32(row[1], _mm256_madd_epi16(av, b1));
+                    }
+                }
+            }
+        }
+        fold(acc.as_flattened())
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn maddubsw_6x16(a: &[u8], b: &[i8], reps: usize) -> i32 {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_si256(); 2]; 6];
+        for _ in 0..reps {
+            for q in 0..K / 4 {
+                // SAFETY: a holds 6 rows of K bytes, b K/4 quads x 64 bytes.
+                unsafe {
+                    let b0 = _mm256_loadu_si256(b.as_ptr().add(q * 64).cast());
+                    let b1 = _mm256_loadu_si256(b.as_ptr().add(q * 64 + 32).cast());
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = _mm256_set1_epi32(
+                            a.as_ptr().add(r * K + 4 * q).cast::<i32>().read_unaligned(),
+                        );
+                        row[0] = _mm256_add_epi32(
+                            row[0],
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones),
+                        );
+                        row[1] = _mm256_add_epi32(
+                            row[1],
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones),
+                        );
+                    }
+                }
+            }
+        }
+        fold(acc.as_flattened())
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn maddubsw_split_4x16(a: &[u8], bh: &[i8], bl: &[i8], reps: usize) -> i32 {
+        let ones = _mm256_set1_epi16(1);
+        let twos = _mm256_set1_epi16(2);
+        let mut acc = [[_mm256_setzero_si256(); 2]; 4];
+        for _ in 0..reps {
+            for q in 0..K / 4 {
+                // SAFETY: as above, with the two halves of b.
+                unsafe {
+                    let h0 = _mm256_loadu_si256(bh.as_ptr().add(q * 64).cast());
+                    let h1 = _mm256_loadu_si256(bh.as_ptr().add(q * 64 + 32).cast());
+                    let l0 = _mm256_loadu_si256(bl.as_ptr().add(q * 64).cast());
+                    let l1 = _mm256_loadu_si256(bl.as_ptr().add(q * 64 + 32).cast());
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = _mm256_set1_epi32(
+                            a.as_ptr().add(r * K + 4 * q).cast::<i32>().read_unaligned(),
+                        );
+                        let hi0 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, h0), twos);
+                        let lo0 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, l0), ones);
+                        let hi1 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, h1), twos);
+                        let lo1 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, l1), ones);
+                        row[0] = _mm256_add_epi32(row[0], _mm256_add_epi32(hi0, lo0));
+                        row[1] = _mm256_add_epi32(row[1], _mm256_add_epi32(hi1, lo1));
+                    }
+                }
+            }
+        }
+        fold(acc.as_flattened())
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn fold(acc: &[__m256i]) -> i32 {
+        let mut lanes = [0i32; 8];
+        let sum = acc
+            .iter()
+            .fold(_mm256_setzero_si256(), |s, v| _mm256_add_epi32(s, *v));
+        // SAFETY: lanes holds 8 i32.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), sum) };
+        lanes.iter().fold(0i32, |s, v| s.wrapping_add(*v))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn multiply_scheme_summary(mhz: f64) {
+    use multiply_schemes::*;
+    if !KernelKind::Avx2.is_supported() {
+        eprintln!("SKIP: multiply-scheme comparison needs AVX2");
+        return;
+    }
+    let a8 = rand_bytes(11, 6 * K);
+    let a16: Vec<i16> = a8.iter().map(|&v| v as i16).collect();
+    let b8: Vec<i8> = rand_bytes(12, K * 16)
+        .into_iter()
+        .map(|v| v as i8)
+        .collect();
+    let b16: Vec<i16> = b8.iter().map(|&v| v as i16).collect();
+    let bh: Vec<i8> = b8.iter().map(|&v| v >> 1).collect();
+    let bl: Vec<i8> = b8.iter().map(|&v| v & 1).collect();
+    let reps = 200;
+    let report = |name: &str, rows: usize, t: (f64, f64)| {
+        let macs = (rows * 16 * K * reps) as f64;
+        println!(
+            "{:<46} {:>8.1} GMAC/s {:>6.1} MAC/cycle",
+            name,
+            macs / t.1 * 1e-9,
+            macs / t.1 / (mhz * 1e6)
+        );
+    };
+    println!("\n== AVX2 multiply schemes, one register tile, operands in L1 (on-CPU time) ==");
+    // SAFETY (all three): AVX2 checked above; buffer sizes as the kernels expect.
+    let t = time_it(|| {
+        std::hint::black_box(unsafe { maddwd_6x16(&a16, &b16, reps) });
+    });
+    report("vpmaddwd i16 6x16 (qopt, exact)", 6, t);
+    let t = time_it(|| {
+        std::hint::black_box(unsafe { maddubsw_6x16(&a8, &b8, reps) });
+    });
+    report("vpmaddubsw+vpmaddwd(1) 6x16 (saturates: wrong)", 6, t);
+    let t = time_it(|| {
+        std::hint::black_box(unsafe { maddubsw_split_4x16(&a8, &bh, &bl, reps) });
+    });
+    report("vpmaddubsw, weights split 2*hi+lo 4x16 (exact)", 4, t);
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn multiply_scheme_summary(_mhz: f64) {}
 
 fn main() {
     if std::env::var_os("QOPT_BENCH_SUMMARY_ONLY").is_none() {

@@ -11,9 +11,10 @@
 //! Input rows are converted on demand to f32 `(x − za)` into a ring of `span = (KH−1)·DH + 1` row
 //! buffers with the left/right padding materialised as 0.0 (the real value of padding) and the
 //! channels rounded up to 8; a missing row (top/bottom padding) is a zero row. Then for each output
-//! row and group of 8 channels the tap weights stay in registers while 8 output pixels at a time
-//! (8 independent FMA chains: FMA latency 4 x 2 per cycle) sweep the row. The sum leaves as i32 (`cvtps` of an exact integer),
-//! gets the bias added in i32 like everywhere else, and goes through the shared epilogue.
+//! row and group of 8 channels the tap weights stay in registers (3x3 and 5x5; other sizes load
+//! them) while 8 output pixels at a time (8 independent FMA chains, enough to cover FMA latency 4
+//! at 2 per cycle) sweep the row. The sum leaves as i32 (`cvtps` of an exact integer), gets the
+//! bias added in i32 like everywhere else, and goes through the shared epilogue.
 
 use super::depthwise::Depthwise;
 use super::epilogue::Epilogue;

@@ -4,7 +4,7 @@
 //! The requantization formula is documented in `epilogue.rs`.
 //!
 //! The family is the one `b` was packed for. The SIMD families share one blocked driver
-//! ([`run_blocked`]): for each block of `MC` rows, the activations are prepared once into the
+//! (`run_blocked`): for each block of `MC` rows, the activations are prepared once into the
 //! kernel's operand form (`Scheme::prep_row`), then for each packed panel of columns and each group
 //! of `MR` rows a microkernel sums over all of K into a small i32 tile, which the epilogue converts
 //! and stores. Row and column tails are handled by the tile store (microkernels are instantiated for
