@@ -55,13 +55,24 @@ pub(crate) fn draw(rng: &mut Rng, lo: i32, hi: i32, values: Values) -> i32 {
     }
 }
 
-/// The SIMD families this CPU runs, printing a SKIP line for the others.
+/// The SIMD families this CPU runs. For the others a SKIP line is printed (once per family and
+/// process, not once per case: `cargo test -- --nocapture` shows it).
 pub(crate) fn simd_kinds(test: &str) -> Vec<KernelKind> {
+    static REPORTED: std::sync::Mutex<Vec<KernelKind>> = std::sync::Mutex::new(Vec::new());
     let mut kinds = Vec::new();
     for k in [KernelKind::Avx2, KernelKind::Avx512] {
         match k.check_supported() {
             Ok(()) => kinds.push(k),
-            Err(e) => eprintln!("SKIP: {test}: {k} kernels not run: {e}"),
+            Err(e) => {
+                let mut reported = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
+                if !reported.contains(&k) {
+                    reported.push(k);
+                    eprintln!(
+                        "SKIP: {k} kernel tests not run on this CPU (first seen in {test}): {e}; \
+                         its packing, corrections and driver still run with emulated vpdpbusd"
+                    );
+                }
+            }
         }
     }
     kinds
