@@ -97,7 +97,7 @@ fn testdata_models_give_bit_identical_onnx_runtime_outputs() {
     for orig in &models {
         let out = dir.path().join(orig.file_name().unwrap());
         // metadata.onnx has dynamic non-batch dims.
-        let shapes = vec![("x".to_string(), vec![2, 3, 2, 2])];
+        let shapes = [("x".to_string(), vec![2, 3, 2, 2])];
         let shapes = if orig.ends_with("metadata.onnx") {
             &shapes[..]
         } else {
