@@ -23,6 +23,7 @@ use crate::opset::completed_meta;
 use encode::{encode_attr, encode_tensor, encode_value_info};
 use onnx_protobuf::{
     GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    ValueInfoProto,
 };
 use qopt_ir::{Graph, ModelMeta, NodeId, Op, ValueId};
 use std::collections::HashSet;
@@ -256,8 +257,19 @@ impl<'g> Exporter<'g> {
                 continue;
             }
             for (slot, v) in node.outputs.iter().enumerate() {
-                if v.ty.dtype.is_some() && !g.is_graph_output(ValueId::new(n, slot)) {
+                if g.is_graph_output(ValueId::new(n, slot)) {
+                    continue;
+                }
+                // ONNX Runtime refuses a value_info with element type 0: without a dtype, only
+                // the doc string is written.
+                if v.ty.dtype.is_some() {
                     value_info.push(encode_value_info(v));
+                } else if !v.doc.is_empty() {
+                    value_info.push(ValueInfoProto {
+                        name: v.name.clone(),
+                        doc_string: v.doc.clone(),
+                        ..Default::default()
+                    });
                 }
             }
         }

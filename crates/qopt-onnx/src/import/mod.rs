@@ -784,6 +784,12 @@ impl Importer<'_> {
                 continue;
             };
             match decode_type(vi.type_.as_ref()) {
+                // ONNX Runtime refuses element type 0 in value_info, so the exporter writes an
+                // intermediate value's type only with its element type: a shape alone is dropped.
+                Ok(ty) if ty.dtype.is_none() && ty.shape.is_some() => self.warnings.push(format!(
+                    "value_info of '{}' has a shape but no element type; ignored",
+                    vi.name
+                )),
                 Ok(ty) => self.set_type(v, ty),
                 Err(m) => self.warnings.push(format!(
                     "value_info of '{}': {m}; its type is left unknown",
