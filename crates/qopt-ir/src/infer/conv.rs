@@ -133,9 +133,11 @@ impl Window {
                     }
                 }
             };
+            // i128: sizes and pads come from the model and may be absurd; never overflow.
+            let (pb, pe, ek, s) = (pb as i128, pe as i128, ek as i128, s as i128);
             out.push(match dim {
                 Dim::Known(v) => {
-                    let v = *v as i64;
+                    let v = *v as i128;
                     let mut num = v + pb + pe - ek;
                     if num < 0 {
                         return Err(cx.err(format!(
@@ -150,7 +152,7 @@ impl Window {
                     if self.ceil_mode && (o - 1) * s >= v + pb {
                         o -= 1;
                     }
-                    Dim::Known(o as u64)
+                    u64::try_from(o).map_or(Dim::Unknown, Dim::Known)
                 }
                 d if s == 1 && pb + pe == ek - 1 => d.clone(),
                 _ => Dim::Unknown,
@@ -365,7 +367,7 @@ pub(crate) fn conv_transpose(cx: &Ctx, o: &op::ConvTranspose) -> Out {
         return Err(cx.err(format!("group {} must be positive", o.group)));
     }
     let g = o.group as u64;
-    let m = match w.map(|w| &w.0[1]) {
+    let m = match w.and_then(|w| w.0.get(1)) {
         Some(Dim::Known(m)) => m.checked_mul(g).map_or(Dim::Unknown, Dim::Known),
         Some(d) if g == 1 => d.clone(),
         _ => Dim::Unknown,
@@ -442,27 +444,32 @@ pub(crate) fn conv_transpose(cx: &Ctx, o: &op::ConvTranspose) -> Out {
         } else {
             (win.pads[i], win.pads[i + n])
         };
+        let (s, op, ek, pb, pe) = (
+            s as i128,
+            output_padding[i] as i128,
+            ek as i128,
+            pb as i128,
+            pe as i128,
+        );
         dims.push(match d {
             Dim::Known(v) => {
-                let v = *v as i64;
+                let v = *v as i128;
                 let out = if same {
-                    v.checked_mul(s)
+                    v * s
                 } else {
-                    s.checked_mul(v - 1)
-                        .and_then(|x| x.checked_add(output_padding[i] + ek - pb - pe))
+                    s * (v - 1) + op + ek - pb - pe
                 };
-                match out {
-                    Some(o) if o > 0 => Dim::Known(o as u64),
+                match u64::try_from(out) {
+                    Ok(o) if o > 0 => Dim::Known(o),
                     _ => {
                         return Err(cx.err(format!(
-                            "spatial axis {i}: input size {v} gives output size {} \
-                             (pads {pb}+{pe}, kernel extent {ek}, stride {s})",
-                            out.map_or("overflow".into(), |o| o.to_string())
+                            "spatial axis {i}: input size {v} gives output size {out} \
+                             (pads {pb}+{pe}, kernel extent {ek}, stride {s})"
                         )));
                     }
                 }
             }
-            d if s == 1 && (same || output_padding[i] + ek - 1 == pb + pe) => d.clone(),
+            d if s == 1 && (same || op + ek - 1 == pb + pe) => d.clone(),
             _ => Dim::Unknown,
         });
     }

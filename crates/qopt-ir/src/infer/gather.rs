@@ -71,8 +71,8 @@ pub(crate) fn gather_nd(cx: &Ctx, batch_dims: i64) -> Out {
     let Dim::Known(last) = i.0[q - 1] else {
         return Ok(vec![ty(data.dtype, None)]);
     };
-    let last = last as usize;
-    if b + last > r {
+    let last = usize::try_from(last).unwrap_or(usize::MAX);
+    if b.saturating_add(last) > r {
         return Err(cx.err(format!(
             "indices {i} index {last} dims after {b} batch dims of data {d}"
         )));

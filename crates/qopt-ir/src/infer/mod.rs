@@ -67,6 +67,8 @@ mod shape_value;
 mod slice;
 
 #[cfg(test)]
+mod tests;
+#[cfg(test)]
 mod testutil;
 
 use crate::dim::{Dim, Shape};
@@ -212,12 +214,12 @@ pub fn pin_input_shapes(g: &mut Graph, pins: &[(String, Vec<Dim>)]) -> Result<()
             .input_nodes()
             .iter()
             .copied()
-            .find(|&n| g.node(n).outputs[0].name == *name)
+            .find(|&n| g.node(n).outputs.first().is_some_and(|v| v.name == *name))
             .ok_or_else(|| {
                 let names: Vec<&str> = g
                     .input_nodes()
                     .iter()
-                    .map(|&n| g.node(n).outputs[0].name.as_str())
+                    .filter_map(|&n| g.node(n).outputs.first().map(|v| v.name.as_str()))
                     .collect();
                 InferError::Input {
                     input: name.clone(),

@@ -221,7 +221,9 @@ pub(crate) fn depth_to_space(cx: &Ctx, b: i64) -> Out {
     let shape = match nchw(cx, x.shape.as_ref(), b)? {
         Some(s) => {
             let b = b as u64;
-            let bb = b * b;
+            let bb = b
+                .checked_mul(b)
+                .ok_or_else(|| cx.err(format!("blocksize {b} is too large")))?;
             let c = match &s.0[1] {
                 Dim::Known(c) if c % bb != 0 => {
                     return Err(cx.err(format!(
@@ -258,7 +260,7 @@ pub(crate) fn space_to_depth(cx: &Ctx, b: i64) -> Out {
                     _ => Dim::Unknown,
                 });
             }
-            let c = s.0[1].mul(&Dim::Known(b * b));
+            let c = s.0[1].mul(&Dim::Known(b.saturating_mul(b)));
             Some(Shape(vec![s.0[0].clone(), c, hw[0].clone(), hw[1].clone()]))
         }
         None => None,

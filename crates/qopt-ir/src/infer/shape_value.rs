@@ -311,6 +311,11 @@ fn eval0(cx: &Ctx, out: &TypeInfo, out_dtype: Option<DType>) -> Option<ShapeValu
         Op::Equal(_) => zip(&cx.value(0)?, &cx.value(1)?, |a, b| match (a, b) {
             (SymInt::Int(x), SymInt::Int(y)) => SymInt::Int((x == y) as i64),
             (SymInt::Sym(x), SymInt::Sym(y)) if x == y => SymInt::Int(1),
+            // A dimension is never negative: `Equal(shape, -1)` (PyTorch's Expand export) is
+            // false for every symbol.
+            (SymInt::Sym(_), SymInt::Int(v)) | (SymInt::Int(v), SymInt::Sym(_)) if *v < 0 => {
+                SymInt::Int(0)
+            }
             _ => SymInt::Unknown,
         }),
         Op::Neg(_) => {
@@ -485,5 +490,137 @@ fn min(a: &SymInt, b: &SymInt, _float: bool) -> SymInt {
         (SymInt::Int(x), SymInt::Int(y)) => SymInt::Int(*x.min(y)),
         (SymInt::Sym(x), SymInt::Sym(y)) if x == y => a.clone(),
         _ => SymInt::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use crate::dtype::DType;
+    use crate::op;
+    use crate::tensor::Tensor;
+
+    /// paddle2onnx's PP-OCRv4 rec head: Reshape(x, Concat(Cast(i32 [0]),
+    /// Cast(Slice(Cast(Shape(x), i32), [1], [2], [0], [1])), Cast([3]), Cast([8]), Cast([15]))).
+    /// Expected shape from the Reshape spec: 0 copies N, the slice is Shape(x)[1:2] = [T].
+    #[test]
+    fn paddle_reshape_chain() {
+        let mut t = T::with_opset(12);
+        let x = t.input("x", DType::F32, &[n(), sym("T"), k(360)]);
+        let sh = t.node(op::Shape::default(), &[x]);
+        let sh32 = t.node(
+            op::Cast {
+                to: DType::I32,
+                ..Default::default()
+            },
+            &[sh],
+        );
+        let (s, e, a, st) = (
+            t.ints("s", &[1]),
+            t.ints("e", &[2]),
+            t.ints("a", &[0]),
+            t.ints("st", &[1]),
+        );
+        let sl = t.node(op::Slice {}, &[sh32, s, e, a, st]);
+        let sl64 = t.node(
+            op::Cast {
+                to: DType::I64,
+                ..Default::default()
+            },
+            &[sl],
+        );
+        let mut parts = vec![];
+        for (i, v) in [0i32, 3, 8, 15].iter().enumerate() {
+            let c = t.konst(&format!("c{i}"), Tensor::from_vec(&[1], vec![*v]));
+            parts.push(t.node(
+                op::Cast {
+                    to: DType::I64,
+                    ..Default::default()
+                },
+                &[c],
+            ));
+        }
+        let target = t.node(
+            op::Concat { axis: 0 },
+            &[parts[0], sl64, parts[1], parts[2], parts[3]],
+        );
+        let y = t.node(op::Reshape::default(), &[x, target]);
+        t.run();
+        assert_eq!(t.ty(target), "i64[5]");
+        assert_eq!(t.ty(y), "f32[N,T,3,8,15]");
+        // The same node inferred alone, from the recorded types only (what a pass sees).
+        assert_eq!(t.infer_one(y.node), ["f32[N,T,3,8,15]"]);
+    }
+
+    /// PyTorch's Flatten/Expand exports: Gather a scalar dim, Unsqueeze, Concat with -1;
+    /// Where(Equal(shape, -1), ones, shape) for Expand.
+    #[test]
+    fn pytorch_chains() {
+        let mut t = T::new();
+        let x = t.input("x", DType::F32, &[n(), k(3), k(4), k(4)]);
+        let sh = t.node(op::Shape::default(), &[x]);
+        let zero = t.scalar_i64("zero", 0);
+        let nn = t.node(op::Gather { axis: 0 }, &[sh, zero]);
+        let un = t.node(
+            op::Unsqueeze {
+                axes: Some(vec![0]),
+            },
+            &[nn],
+        );
+        let m1 = t.ints("m1", &[-1]);
+        let tgt = t.node(op::Concat { axis: 0 }, &[un, m1]);
+        let flat = t.node(op::Reshape::default(), &[x, tgt]);
+        // Expand to [N, 3, 4, 4] through Where(Equal(target, -1), 1, target).
+        let full = t.node(op::Concat { axis: 0 }, &[un, m1, m1, m1]);
+        let (s0, e1) = (t.ints("s0", &[0]), t.ints("e1", &[1]));
+        let first = t.node(op::Slice {}, &[full, s0, e1]);
+        let rest = t.ints("rest", &[3, 4, 4]);
+        let full = t.node(op::Concat { axis: 0 }, &[first, rest]);
+        let neg = t.ints("neg", &[-1, -1, -1, -1]);
+        let eq = t.node(op::Equal {}, &[full, neg]);
+        let ones = t.ints("ones", &[1, 1, 1, 1]);
+        let wh = t.node(op::Where {}, &[eq, ones, full]);
+        let b = t.input("b", DType::F32, &[k(1), k(3), k(1), k(1)]);
+        let ex = t.node(op::Expand {}, &[b, wh]);
+        t.run();
+        assert_eq!(t.ty(flat), "f32[N,48]");
+        assert_eq!(t.ty(ex), "f32[N,3,4,4]");
+    }
+
+    /// Arithmetic on tracked values: H/2 and W*2 on known dims, symbols only through
+    /// identities (x*1, x+0, x/1).
+    #[test]
+    fn arithmetic_and_generators() {
+        let mut t = T::new();
+        let x = t.input("x", DType::F32, &[n(), k(8), k(20), sym("W")]);
+        let sh = t.node(op::Shape::default(), &[x]);
+        let hw = {
+            let (s, e) = (t.ints("s", &[2]), t.ints("e", &[4]));
+            t.node(op::Slice {}, &[sh, s, e])
+        };
+        let half = t.ints("two", &[2, 1]);
+        let div = t.node(op::Div {}, &[hw, half]);
+        let nc = {
+            let (s, e) = (t.ints("s0", &[0]), t.ints("e2", &[2]));
+            t.node(op::Slice {}, &[sh, s, e])
+        };
+        let tgt = t.node(op::Concat { axis: 0 }, &[nc, div]);
+        let r = t.multi(op::Resize::default(), &[Some(x), None, None, Some(tgt)], 1)[0];
+        let c = t.node(op::ConstantOfShape { value: None }, &[tgt]);
+        let one = t.ints("one", &[1]);
+        let plus = t.node(op::Mul {}, &[tgt, one]);
+        let ones = t.ints("ones", &[1, 1, 1, 1]);
+        let zeros = t.ints("zeros", &[0, 0, 0, 0]);
+        let tile_r = t.node(op::Add {}, &[ones, zeros]);
+        let tl = t.node(op::Tile {}, &[x, tile_r]);
+        let sz = t.node(op::Size {}, &[x]);
+        let b = t.input("b", DType::F32, &[k(1), k(1), k(1), k(1)]);
+        let ex = t.node(op::Expand {}, &[b, plus]);
+        t.run();
+        assert_eq!(t.ty(r), "f32[N,8,10,W]");
+        assert_eq!(t.ty(c), "f32[N,8,10,W]");
+        assert_eq!(t.ty(tl), "f32[N,8,20,W]");
+        assert_eq!(t.ty(sz), "i64[]");
+        assert_eq!(t.ty(ex), "f32[N,8,10,W]");
     }
 }

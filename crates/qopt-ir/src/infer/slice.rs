@@ -92,9 +92,9 @@ pub(crate) fn split(cx: &Ctx, axis: i64, split: &Option<Vec<i64>>) -> Out {
             if sz.iter().any(|&v| v < 0) {
                 return Err(cx.err(format!("split {sz:?} has a negative size")));
             }
-            let total: i64 = sz.iter().sum();
+            let total: i128 = sz.iter().map(|&v| v as i128).sum();
             if let Dim::Known(v) = d
-                && total != *v as i64
+                && total != *v as i128
             {
                 return Err(cx.err(format!(
                     "split {sz:?} adds up to {total} but axis {a} of {s} is {v}"
