@@ -36,7 +36,7 @@ impl Product {
 
     /// `self / other` when it divides exactly; `None` when it does not or is undecidable.
     pub fn div(&self, other: &Product) -> Option<Product> {
-        if other.coef == 0 || self.coef % other.coef != 0 {
+        if other.coef == 0 || !self.coef.is_multiple_of(other.coef) {
             return None;
         }
         let mut syms = self.syms.clone();

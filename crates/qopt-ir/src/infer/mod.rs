@@ -419,8 +419,9 @@ fn infer_op(cx: &Ctx, op: &Op) -> Result<Vec<TypeInfo>, InferError> {
 }
 
 /// Combine a recorded type with an inferred one: the more precise of each part,
-/// `Err` when both are known and differ. Two different symbols resolve to the
-/// inferred one (it follows from the inputs, which may have been pinned or renamed).
+/// `Err` when both are known and differ. Of two different symbols the recorded one
+/// stays, as ONNX's `mergeInDimensionInfo` keeps it: both name the same size, and the
+/// model's own name (a graph output's `p2o.DynamicDimension.3`) is the one users know.
 fn merge(recorded: &TypeInfo, inferred: &TypeInfo) -> Result<TypeInfo, ()> {
     let dtype = match (recorded.dtype, inferred.dtype) {
         (Some(a), Some(b)) if a != b => return Err(()),
@@ -437,7 +438,7 @@ fn merge(recorded: &TypeInfo, inferred: &TypeInfo) -> Result<TypeInfo, ()> {
                     (Dim::Known(x), Dim::Known(y)) if x != y => return Err(()),
                     (Dim::Known(_), _) => a.clone(),
                     (_, Dim::Known(_)) => b.clone(),
-                    (Dim::Sym(_), Dim::Unknown) => a.clone(),
+                    (Dim::Sym(_), _) => a.clone(),
                     _ => b.clone(),
                 });
             }
