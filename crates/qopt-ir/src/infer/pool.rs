@@ -126,6 +126,9 @@ mod tests {
         // test_maxpool_2d_same_upper: [1,1,5,5], k 3, s 2 -> [1,1,3,3]
         // test_maxpool_2d_dilations: [1,1,4,4], k 2, d 2 -> [1,1,2,2]
         // test_maxpool_2d_ceil_output_size_reduce_by_one: [1,1,2,2], k 1, s 2, ceil -> [1,1,1,1]
+        //   (ONNX Runtime and onnx's reference evaluator agree; onnx 1.22's shape inference
+        //   still says [1,1,2,2], fixed in later defs.cc)
+        // tools/check_infer_examples.py re-derives all of these with onnx.
         let cases: Vec<(Vec<u64>, op::MaxPool, &str)> = vec![
             (
                 vec![1, 3, 32, 32],
