@@ -296,7 +296,8 @@ fn inferred_shapes_match_onnx_and_onnx_runtime() {
         let s = check_symbolic(&rm.name, model, &g);
         writeln!(
             report,
-            "{:34} symbolic: {:4} values; {:4} at least as precise as ONNX, {:3} less precise",
+            "{:34} symbolic: {:4} values; {:4} at least as precise as ONNX, {:3} less precise \
+             (ONNX has no shape for the rest)",
             rm.name,
             s.values,
             s.onnx_known_matched,
