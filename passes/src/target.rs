@@ -2,8 +2,9 @@
 //! quantized, symmetry, per-channel axes, bias handling, placement) are data that
 //! `observe`, `qdq` and the backends read.
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Target {
+    #[default]
     OnnxRuntime,
     TensorRt,
     TfLite,
@@ -30,11 +31,5 @@ impl Target {
             Target::TfLite => "tflite",
             Target::MindSpore => "mindspore",
         }
-    }
-}
-
-impl Default for Target {
-    fn default() -> Self {
-        Target::OnnxRuntime
     }
 }
