@@ -12,7 +12,8 @@ pub enum Tok {
     /// `[A-Za-z_.][A-Za-z0-9_.]*`: keywords, op types, dtypes, symbols.
     Ident(String),
     /// A number-like word: optional sign, then a digit (or `inf`/`nan`), then word characters
-    /// (`12`, `-0.5`, `1e-5`, `8f3a2b4c5d6e7f80`). The parser decides what it means.
+    /// (`12`, `-0.5`, `1e-5`, `8f3a2b4c5d6e7f80`); or `nan(..)`, a NaN's bits. The parser
+    /// decides what it means.
     Num(String),
     /// A quoted string, unescaped.
     Str(String),
@@ -148,7 +149,22 @@ impl<'a> Lexer<'a> {
                 Ok(Tok::ColonColon)
             }
             '-' | '+' | '0'..='9' => self.number(start),
-            c if is_word(c) => Ok(Tok::Ident(self.word().to_string())),
+            c if is_word(c) => {
+                let w = self.word();
+                // `nan(0x7fc00001)` is one token, so that a `nan` ending one statement cannot
+                // swallow a `() = ..` statement on the next line.
+                if w == "nan" && self.rest().starts_with('(') {
+                    let r = self.rest();
+                    return match r.find([')', '\n']) {
+                        Some(n) if r[n..].starts_with(')') => {
+                            self.pos += n + 1;
+                            Ok(Tok::Num(self.src[start..self.pos].to_string()))
+                        }
+                        _ => Err(self.error(start, "unterminated nan(..)")),
+                    };
+                }
+                Ok(Tok::Ident(w.to_string()))
+            }
             '(' | ')' | '[' | ']' | '{' | '}' | '<' | '>' | ',' | '=' | ':' | '@' | '*' | '?' => {
                 self.pos += 1;
                 Ok(Tok::Punct(c))

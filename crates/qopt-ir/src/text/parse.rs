@@ -197,20 +197,15 @@ impl<'a, 'b> Parser<'a, 'b> {
     fn num(&mut self) -> PResult<(usize, Num)> {
         let (at, t) = self.next()?;
         match t {
-            Tok::Ident(s) if s == "nan" && self.at_punct('(')? => {
-                self.next()?;
-                let (hat, h) = self.next()?;
-                let bits = match &h {
-                    Tok::Num(t) => t
-                        .strip_prefix("0x")
-                        .and_then(|x| u64::from_str_radix(x, 16).ok()),
-                    _ => None,
-                };
-                let Some(bits) = bits else {
-                    return self.err(hat, "expected NaN bits in hex, like nan(0x7fc00001)");
-                };
-                self.expect_punct(')', "after the NaN bits")?;
-                Ok((at, Num::NanBits(bits)))
+            Tok::Num(s) if s.starts_with("nan(") => {
+                let bits = s
+                    .strip_prefix("nan(0x")
+                    .and_then(|x| x.strip_suffix(')'))
+                    .and_then(|x| u64::from_str_radix(x, 16).ok());
+                match bits {
+                    Some(b) => Ok((at, Num::NanBits(b))),
+                    None => self.err(at, "expected NaN bits in hex, like nan(0x7fc00001)"),
+                }
             }
             Tok::Ident(s) if s == "inf" || s == "nan" => Ok((at, Num::Text(s))),
             Tok::Num(s) => Ok((at, Num::Text(s))),

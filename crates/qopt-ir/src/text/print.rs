@@ -62,9 +62,13 @@ pub(super) fn value_ref(name: &str) -> String {
     }
 }
 
-/// A bare identifier when it lexes as one (no leading digit), else a quoted string.
+/// A bare identifier when it lexes as one (no leading digit, not a number word like `nan`),
+/// else a quoted string.
 fn ident(s: &str) -> String {
-    if is_plain_ident(s) && !s.starts_with(|c: char| c.is_ascii_digit()) {
+    if is_plain_ident(s)
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && !matches!(s, "nan" | "inf")
+    {
         s.to_string()
     } else {
         quote(s)
