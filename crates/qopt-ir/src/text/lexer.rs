@@ -59,7 +59,8 @@ impl<'a> Lexer<'a> {
     pub fn new(src: &'a str) -> Lexer<'a> {
         Lexer {
             src,
-            pos: 0,
+            // Editors on some systems start files with a byte-order mark.
+            pos: if src.starts_with('\u{feff}') { 3 } else { 0 },
             peeked: None,
         }
     }
@@ -194,19 +195,17 @@ impl<'a> Lexer<'a> {
         }
         while i < b.len() {
             let c = b[i];
-            if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' {
-                i += 1;
-            } else if (c == b'-' || c == b'+')
+            let word = c.is_ascii_alphanumeric() || c == b'_' || c == b'.';
+            let exponent_sign = (c == b'-' || c == b'+')
                 && matches!(b[i - 1], b'e' | b'E')
                 && b[body..i - 1]
                     .iter()
                     .all(|c| c.is_ascii_digit() || *c == b'.')
-                && b.get(i + 1).is_some_and(u8::is_ascii_digit)
-            {
-                i += 1;
-            } else {
+                && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+            if !(word || exponent_sign) {
                 break;
             }
+            i += 1;
         }
         self.pos = i;
         Ok(Tok::Num(self.src[start..i].to_string()))
@@ -217,6 +216,14 @@ impl<'a> Lexer<'a> {
     fn string(&mut self) -> Result<String, ParseError> {
         let s = self.src;
         let open = self.pos;
+        // Fast path for strings without escapes (blob lines are megabytes of base64).
+        let body = &s[open + 1..];
+        if let Some(n) = body.find(['"', '\\', '\n'])
+            && body[n..].starts_with('"')
+        {
+            self.pos = open + 1 + n + 1;
+            return Ok(body[..n].to_string());
+        }
         let mut out = String::new();
         let mut i = open + 1;
         while let Some(c) = s[i..].chars().next() {

@@ -562,7 +562,7 @@ impl<'a, 'b> Parser<'a, 'b> {
             infos = typed;
         }
         let (loc, doc) = self.trailer()?;
-        if !loc.is_some() && self.at_ident("doc")? {
+        if loc.is_none() && self.at_ident("doc")? {
             let at = self.lx.offset();
             return self.err(
                 at,

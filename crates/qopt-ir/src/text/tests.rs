@@ -344,8 +344,8 @@ graph g(%x: f32[1,4],   # the input
 }
 
 #[test]
-fn crlf_and_tabs_are_whitespace() {
-    let src = "graph g(%x: f32[2])\t-> (%y) {\r\n\t%y = Relu(%x)\r\n}\r\n";
+fn crlf_tabs_and_a_byte_order_mark_are_whitespace() {
+    let src = "\u{feff}graph g(%x: f32[2])\t-> (%y) {\r\n\t%y = Relu(%x)\r\n}\r\n";
     let g = parse(src).unwrap();
     assert_eq!(
         dump(&g),
@@ -820,7 +820,8 @@ impl Gen {
     fn op(&mut self) -> (crate::Op, usize) {
         use crate::{Attr, Op};
         let a = |k: &str, v: Attr| (k.to_string(), v);
-        let known: Vec<(&str, &str, Vec<(String, Attr)>)> = vec![
+        type Known<'a> = (&'a str, &'a str, Vec<(String, Attr)>);
+        let known: Vec<Known> = vec![
             ("", "Relu", vec![]),
             ("", "Add", vec![]),
             (
@@ -1200,4 +1201,37 @@ fn fuzz_regressions() {
         n += 1;
     }
     assert!(n > 0, "no regression inputs in {}", dir.display());
+}
+
+/// Size check on a model-sized graph (40 MB of weights): `cargo test -p qopt-ir --release
+/// large_graph -- --ignored --nocapture` prints the timings.
+#[test]
+#[ignore = "slow in debug builds; run with --release"]
+fn large_graph_round_trips() {
+    use crate::{DType, Shape, Tensor, TypeInfo};
+    let mut g = crate::Graph::new("large");
+    let mut x = g.add_input("x", TypeInfo::new(DType::F32, Shape::known(&[1, 1000])));
+    let mut r = random::SplitMix64::new(3);
+    for i in 0..100 {
+        let w: Vec<f32> = (0..100_000).map(|_| r.next_unit() as f32).collect();
+        let w = g.add_const(format!("w{i}"), Tensor::from_vec(&[100, 1000], w));
+        x = g.add_simple(
+            format!("mm{i}"),
+            crate::op::Add {},
+            &[x, w],
+            format!("/layer{i}/out"),
+        );
+    }
+    g.set_outputs(vec![x]);
+    let t = std::time::Instant::now();
+    let text = with_blobs(&g);
+    let printed = t.elapsed();
+    let t = std::time::Instant::now();
+    let back = parse(&text).unwrap();
+    let parsed = t.elapsed();
+    eprintln!(
+        "{} MB of text: print {printed:?}, parse {parsed:?}",
+        text.len() >> 20
+    );
+    assert_same(&g, &back);
 }
