@@ -1,57 +1,37 @@
-//! qopt's passes, one file (or folder) each, and [`registry()`]: the table of every pass
-//! with its name, summary and options (DESIGN.md §4).
+//! qopt's passes, one file (or folder) each, and [`registry()`]: the table of every pass with its
+//! name, summary and options (DESIGN.md §4).
 
+pub mod dce;
 pub mod fold_bias;
 pub mod fuse;
+pub mod shape_infer;
+pub mod target;
 
-use qopt_pass::{OptKind, OptionSpec, PassInfo, Registry};
+/// The `--calib SOURCE` argument, as given; the calibration passes interpret it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CalibSourceArg(pub String);
 
-const FUSE_OPTIONS: &[OptionSpec] = &[
-    OptionSpec {
-        name: "bn",
-        kind: OptKind::Bool,
-        default: Some("true"),
-        help: "fold BatchNormalization into Conv/ConvTranspose/Gemm",
-    },
-    OptionSpec {
-        name: "scale",
-        kind: OptKind::Bool,
-        default: Some("true"),
-        help: "fold per-channel Mul/Div by constants into weights",
-    },
-    OptionSpec {
-        name: "bias",
-        kind: OptKind::Bool,
-        default: Some("true"),
-        help: "fold per-channel Add/Sub of constants into biases; MatMul+Add -> Gemm",
-    },
-    OptionSpec {
-        name: "identity",
-        kind: OptKind::Bool,
-        default: Some("true"),
-        help: "remove Identity and inference Dropout",
-    },
-    OptionSpec {
-        name: "act",
-        kind: OptKind::Bool,
-        default: Some("true"),
-        help: "mark Conv/Gemm + Relu/Clip(0,6)/LeakyRelu as fused (@fused_act note)",
-    },
-    OptionSpec {
-        name: "iters",
-        kind: OptKind::Int { min: 1, max: 1000 },
-        default: Some("32"),
-        help: "bound on rewrite iterations",
-    },
-];
+use qopt_pass::{PassInfo, Registry};
 
 /// Every registered pass and alias.
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register(PassInfo {
+        name: "dce",
+        summary: "remove nodes that no graph output depends on",
+        options: &[],
+        create: |_| Ok(Box::new(dce::Dce)),
+    });
+    r.register(PassInfo {
+        name: "shape-infer",
+        summary: "infer every value's element type and shape (symbolic dims carried through)",
+        options: &[],
+        create: |_| Ok(Box::new(shape_infer::ShapeInfer)),
+    });
+    r.register(PassInfo {
         name: "fuse",
         summary: "fold BatchNormalization and per-channel constants into Conv/Gemm weights, MatMul+Add -> Gemm, drop Identity/Dropout, mark fused activations (egg)",
-        options: FUSE_OPTIONS,
+        options: fuse::OPTIONS,
         create: |o| Ok(Box::new(fuse::Fuse::from_options(o))),
     });
     r.register(PassInfo {

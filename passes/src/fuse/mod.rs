@@ -50,7 +50,7 @@ mod tests;
 
 use egg::{Runner, SimpleScheduler, StopReason};
 use qopt_ir::Graph;
-use qopt_pass::{Changed, Pass, PassContext, PassError, PassOptions};
+use qopt_pass::{Changed, OptKind, OptionSpec, Pass, PassContext, PassError, PassOptions};
 use rules::Topics;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -59,6 +59,46 @@ pub use activation::FUSED_ACT;
 
 /// Default bound on rewrite iterations; real models saturate in fewer than ten.
 pub const DEFAULT_ITERS: usize = 32;
+
+/// The pass's options, for the registry.
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        name: "bn",
+        kind: OptKind::Bool,
+        default: Some("true"),
+        help: "fold BatchNormalization into Conv/ConvTranspose/Gemm",
+    },
+    OptionSpec {
+        name: "scale",
+        kind: OptKind::Bool,
+        default: Some("true"),
+        help: "fold per-channel Mul/Div by constants into weights",
+    },
+    OptionSpec {
+        name: "bias",
+        kind: OptKind::Bool,
+        default: Some("true"),
+        help: "fold per-channel Add/Sub of constants into biases; MatMul+Add -> Gemm",
+    },
+    OptionSpec {
+        name: "identity",
+        kind: OptKind::Bool,
+        default: Some("true"),
+        help: "remove Identity and inference Dropout",
+    },
+    OptionSpec {
+        name: "act",
+        kind: OptKind::Bool,
+        default: Some("true"),
+        help: "mark Conv/Gemm + Relu/Clip(0,6)/LeakyRelu as fused (@fused_act note)",
+    },
+    OptionSpec {
+        name: "iters",
+        kind: OptKind::Int { min: 1, max: 1000 },
+        default: Some("32"),
+        help: "bound on rewrite iterations",
+    },
+];
 
 /// What a fusion run did.
 #[derive(Clone, Debug, PartialEq)]
