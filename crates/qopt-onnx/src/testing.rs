@@ -256,6 +256,29 @@ pub fn graph_diff(a: &Graph, b: &Graph) -> Option<String> {
     None
 }
 
+/// A Python that can import onnx, onnxruntime and numpy, for the cross-checks against
+/// ONNX Runtime: `$QOPT_PYTHON`, else `.venv/bin/python` at the workspace root. Prints a
+/// `SKIP:` line naming `what` and returns `None` when there is none.
+pub fn python_with_ort(what: &str) -> Option<PathBuf> {
+    let py = std::env::var_os("QOPT_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import onnx, onnxruntime, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Some(py)
+    } else {
+        eprintln!(
+            "SKIP: {what}: {} cannot import onnx, onnxruntime and numpy \
+             (set QOPT_PYTHON or run tools/test.sh, which creates .venv)",
+            py.display()
+        );
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
