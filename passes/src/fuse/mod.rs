@@ -27,6 +27,9 @@
 //! change. A fold never duplicates work: a layer whose output has another use keeps its
 //! BatchNormalization.
 //!
+//! Shapes come from `qopt_ir::infer_shapes` run on a copy of the graph (recorded types
+//! where inference fails), so the graph's recorded types change only where nodes change.
+//!
 //! Numerics: folded weights are computed in f64 and rounded once to the weight's type; the
 //! fused graph's outputs match the unfused graph's within 1e-5 relative L2 (tests).
 //!
@@ -121,7 +124,16 @@ pub fn fuse_graph(
     iters: usize,
 ) -> Result<FuseReport, String> {
     let nodes_before = g.node_count();
-    let low = convert::lower(g)?;
+    // The rules need ranks (MatMul + Add -> Gemm wants a 2-D A) that models often do not
+    // record for intermediate values: infer them on a copy, so the graph's own recorded
+    // types change only where `fuse` changes the graph. Node ids are the same in the copy.
+    // If inference fails, the recorded types are all there is.
+    let mut typed = g.clone();
+    let low = match qopt_ir::infer_shapes(&mut typed) {
+        Ok(_) => convert::lower(&typed)?,
+        Err(_) => convert::lower(g)?,
+    };
+    drop(typed);
     let classes = low.egraph.number_of_classes();
     let mut low = low;
     let egraph = std::mem::take(&mut low.egraph);

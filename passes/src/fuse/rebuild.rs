@@ -11,9 +11,10 @@
 //! Value names: a class that a graph output reads takes that output's name, so graph output
 //! names never change; otherwise it takes the name of its first original value in
 //! topological order (a folded conv's output takes the BatchNormalization output's name, an
-//! Identity's consumers read the Identity's input). Opaque nodes, inputs and original
-//! constants keep their names; where an output's class is one of those under another name,
-//! or two outputs read one class, an Identity carries the output name. New constants are
+//! Identity's consumers read the Identity's input). Opaque nodes, inputs, original constants
+//! and kept nodes whose own value is a graph output keep their names; a graph output whose
+//! class is named otherwise (an Identity from a graph input to an output, two outputs that
+//! are one value) keeps its Identity, or gets a new one, to carry its name. New constants are
 //! named after the tensor they replace (`conv1.weight`, or `conv1.weight_1` when that name
 //! is still in use).
 
@@ -183,14 +184,6 @@ pub fn rebuild(
         }
     }
 
-    // ---- remove what is no longer used ----------------------------------------------------
-    for &n in &low.order {
-        if !kept.contains(&n) && !matches!(g.node(n).op, Op::Input) {
-            g.remove_node(n);
-            changed = true;
-        }
-    }
-
     // ---- value names ------------------------------------------------------------------------
     let output_class_name: BTreeMap<Id, ValueId> = {
         let mut m = BTreeMap::new();
@@ -210,9 +203,13 @@ pub fn rebuild(
         if fixed || new_const_nodes.contains(&v.node) {
             continue;
         }
-        let source = output_class_name
-            .get(&c)
-            .copied()
+        // A kept node whose own value is a graph output keeps its name (other outputs of the
+        // class get an Identity); otherwise the class takes its first graph output's name,
+        // or its first original value's.
+        let own = orig_lang.get(&choice[&c]).map(|&n| ValueId::new(n, 0));
+        let source = own
+            .filter(|o| orig_outputs.contains(o))
+            .or_else(|| output_class_name.get(&c).copied())
             .or_else(|| class_values.get(&c).and_then(|vs| vs.first().copied()));
         match source {
             Some(src) => {
@@ -227,9 +224,12 @@ pub fn rebuild(
     }
     // New constants (and values no original name fits) get fresh names after every kept name
     // is settled, so a folded weight can take its original's name once that is free.
+    // Taken: the names of every node that stays, and every graph output name (an output's
+    // Identity may be kept below to carry it).
     let mut used: HashSet<String> = g
         .node_ids()
         .into_iter()
+        .filter(|n| kept.contains(n) || matches!(g.node(*n).op, Op::Input))
         .flat_map(|n| {
             g.node(n)
                 .outputs
@@ -237,6 +237,7 @@ pub fn rebuild(
                 .map(|v| v.name.clone())
                 .collect::<Vec<_>>()
         })
+        .chain(orig_outputs.iter().map(|o| orig_values[o].name.clone()))
         .collect();
     for (v, hint) in new_consts.iter().chain(&unnamed) {
         let name = fresh(&used, if hint.is_empty() { "fused" } else { hint });
@@ -263,9 +264,14 @@ pub fn rebuild(
         let want = &orig_values[&o];
         if g.value(v).name == want.name {
             outputs.push(v);
+        } else if matches!(g.node(o.node).op, Op::Identity(_)) && !kept.contains(&o.node) {
+            // The class's value is named otherwise (a graph input, or another output), and
+            // the output was an Identity's: keep that node to carry the output's name.
+            changed |= rewire(g, o.node, &[Some(v)]);
+            kept.insert(o.node);
+            outputs.push(o);
         } else {
-            // The class's value is named otherwise (a graph input, or another output):
-            // keep the output's name with an Identity.
+            // Otherwise a new Identity carries the output's name.
             let n = g.add_node(
                 want.name.clone(),
                 Identity {},
@@ -281,6 +287,14 @@ pub fn rebuild(
         changed = true;
     }
     g.set_outputs(outputs);
+
+    // ---- remove what is no longer used ----------------------------------------------------
+    for &n in &low.order {
+        if !kept.contains(&n) && !matches!(g.node(n).op, Op::Input) {
+            g.remove_node(n);
+            changed = true;
+        }
+    }
 
     // ---- node names: new nodes must not collide with kept ones ------------------------------
     let new_set: HashSet<NodeId> = new_nodes.iter().copied().collect();

@@ -601,27 +601,47 @@ fn identity_and_dropout_are_removed_and_names_follow_the_producer() {
 }
 
 #[test]
+fn an_identity_to_a_graph_output_goes_and_the_producer_takes_the_name() {
+    let mut g = Graph::new("id_out");
+    let x = input(&mut g, "x", &[1, 2, 4, 4]);
+    let w = g.add_const("w", rand(&[2, 2, 1, 1], 25, -1.0, 1.0));
+    let c = node(
+        &mut g,
+        "conv",
+        op::Conv::default(),
+        &[Some(x), Some(w)],
+        "c",
+    );
+    let y = node(&mut g, "id", op::Identity {}, &[Some(c)], "y");
+    g.set_outputs(vec![y]);
+    fuse(&mut g);
+    assert_eq!(count(&g, "Identity"), 0);
+    assert_eq!(g.node(g.outputs()[0].node).name, "conv");
+    assert_eq!(g.value_name(g.outputs()[0]), "y");
+}
+
+#[test]
 fn an_identity_from_input_to_output_keeps_the_output_name() {
     let mut g = Graph::new("passthrough");
     let x = input(&mut g, "x", &[2]);
     let y = node(&mut g, "id", op::Identity {}, &[Some(x)], "y");
     g.set_outputs(vec![y]);
-    fuse(&mut g);
-    assert_eq!(g.value_name(g.outputs()[0]), "y");
-    assert_eq!(g.input_values(), vec![x]);
+    let before = format!("{g:?}");
+    assert!(!fuse(&mut g).changed);
+    assert_eq!(format!("{g:?}"), before);
 }
 
 #[test]
 fn two_outputs_that_become_one_value_keep_both_names() {
-    // y1 = Identity(r), y2 = r: one e-class, two output names.
+    // y1 = Identity(r), r: one e-class, two output names; the Identity stays to carry y1.
     let mut g = Graph::new("dup");
     let x = input(&mut g, "x", &[2]);
     let r = node(&mut g, "relu", op::Relu {}, &[Some(x)], "r");
     let y1 = node(&mut g, "id", op::Identity {}, &[Some(r)], "y1");
     g.set_outputs(vec![y1, r]);
-    fuse(&mut g);
-    let names: Vec<&str> = g.outputs().iter().map(|&o| g.value_name(o)).collect();
-    assert_eq!(names, ["y1", "r"]);
+    let before = format!("{g:?}");
+    assert!(!fuse(&mut g).changed);
+    assert_eq!(format!("{g:?}"), before);
 }
 
 #[test]
@@ -946,4 +966,21 @@ fn a_deep_network_folds_every_block() {
     assert_eq!(count(&g, "BatchNormalization"), 0);
     assert_eq!(count(&g, "Add"), 75);
     assert_eq!(r.nodes_after, r.nodes_before - 150 * 4);
+}
+
+#[test]
+fn ranks_missing_from_the_graph_are_inferred() {
+    // A = Relu(a) has no recorded type; shape inference gives it rank 2, so MatMul + Add
+    // still becomes a Gemm, and the graph's recorded types stay as they were elsewhere.
+    let mut g = Graph::new("untyped");
+    let a = input(&mut g, "a", &[2, 3]);
+    let r = node(&mut g, "relu", op::Relu {}, &[Some(a)], "r");
+    let w = g.add_const("w", rand(&[3, 4], 23, -1.0, 1.0));
+    let c = g.add_const("c", rand(&[4], 24, -1.0, 1.0));
+    let m = node(&mut g, "matmul", op::MatMul {}, &[Some(r), Some(w)], "m");
+    let y = node(&mut g, "add", op::Add {}, &[Some(m), Some(c)], "y");
+    g.set_outputs(vec![y]);
+    fuse(&mut g);
+    assert_eq!(count(&g, "Gemm"), 1);
+    assert_eq!(g.value(r).ty, TypeInfo::unknown());
 }
