@@ -138,9 +138,6 @@ impl Applier<FuseLang, FuseAnalysis> for FoldAffine {
                 let Some(p) = params else {
                     return refuse(eg, om, lm, "its parameters are not constants");
                 };
-                if out_rank < 2 {
-                    return vec![];
-                }
                 ChannelAffine::batchnorm(&p[0], &p[1], &p[2], &p[3], bn.epsilon, channels)
             }
             source => match konst(eg, get("?k")) {

@@ -129,13 +129,12 @@ pub fn fuse_graph(
     // types change only where `fuse` changes the graph. Node ids are the same in the copy.
     // If inference fails, the recorded types are all there is.
     let mut typed = g.clone();
-    let low = match qopt_ir::infer_shapes(&mut typed) {
+    let mut low = match qopt_ir::infer_shapes(&mut typed) {
         Ok(_) => convert::lower(&typed)?,
         Err(_) => convert::lower(g)?,
     };
     drop(typed);
     let classes = low.egraph.number_of_classes();
-    let mut low = low;
     let egraph = std::mem::take(&mut low.egraph);
     let rules = topics.rules();
     let runner = Runner::default()
