@@ -24,7 +24,7 @@ pub use attr::{Attr, AttrValue};
 pub use dim::{Dim, Shape, normalize_axis};
 pub use dtype::DType;
 pub use graph::{Edge, Graph, ModelMeta, Node, NodeId, TypeInfo, ValueId, ValueInfo};
-pub use observer::{Histogram, ObserverState};
+pub use observer::{EmaSums, ExactSum, Histogram, ObserverState};
 pub use op::{AttrError, Custom, Op};
 pub use tensor::{Element, Stats, Tensor};
 pub use verify::{VerifyError, verify};
