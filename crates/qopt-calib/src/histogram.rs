@@ -87,7 +87,7 @@ pub fn empty(bins: usize, side: Side, k: i32) -> Histogram {
 /// The exponent of a histogram with this module's layout, or a description of why not.
 pub fn exponent_of(h: &Histogram, side: Side) -> Result<i32, String> {
     let n = h.counts.len();
-    if n < 2 || n % 2 != 0 {
+    if n < 2 || !n.is_multiple_of(2) {
         return Err(format!("{n} bins (need an even number, at least 2)"));
     }
     let w = h.bin_width();

@@ -9,6 +9,7 @@
 //! - [`progress`]: the progress-reporting interface (the library never prints).
 
 pub mod histogram;
+pub mod methods;
 pub mod qparams;
 pub mod stats;
 

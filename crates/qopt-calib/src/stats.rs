@@ -49,7 +49,7 @@ impl Default for ObserverConfig {
 impl ObserverConfig {
     /// An empty state with this configuration.
     pub fn new_state(&self) -> Result<ObserverState, StatsError> {
-        if self.bins != 0 && (self.bins % 2 != 0 || self.bins > 1 << 20) {
+        if self.bins != 0 && (!self.bins.is_multiple_of(2) || self.bins > 1 << 20) {
             return Err(StatsError::Bins(self.bins));
         }
         if let Some(c) = self.ema
@@ -302,7 +302,7 @@ mod tests {
             let x = ((u - 0.5) * 4.0).powi(3) * (1.0 + i as f64);
             v.push(match j % 997 {
                 0 => f32::NAN,
-                1 if i % 3 == 0 => f32::INFINITY,
+                1 if i.is_multiple_of(3) => f32::INFINITY,
                 2 => 0.0,
                 _ => x as f32,
             });
