@@ -10,7 +10,10 @@
 
 pub mod histogram;
 pub mod methods;
+pub mod progress;
 pub mod qparams;
 pub mod stats;
+pub mod statsfile;
 
+pub use progress::{NoProgress, Progress};
 pub use stats::{ObserverConfig, Statistics, StatsError};
