@@ -12,6 +12,7 @@ pub mod histogram;
 pub mod methods;
 pub mod progress;
 pub mod qparams;
+pub mod source;
 pub mod stats;
 pub mod statsfile;
 
