@@ -5,12 +5,15 @@
 //! | preset | colour | resize | normalise | layout |
 //! | --- | --- | --- | --- | --- |
 //! | `imagenet` | RGB | shorter side to `round(crop * 256 / 224)`, centre crop to the input size (skipped when the image already has it) | `(x / 255 - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)` | NCHW |
-//! | `ppocr` | BGR | to the input height keeping the aspect ratio, width capped at the input width, right-padded with 0 | `(x / 255 - 0.5) / 0.5` | NCHW |
+//! | `ppocr` | BGR | to the input height (48 where unknown) keeping the aspect ratio, right-padded with 0 to the input width, or where unknown to at least 320 | `(x / 255 - 0.5) / 0.5` | NCHW |
+//! | `ppocr-cls` | BGR | as `ppocr`, width capped and padded to 192 where unknown | as `ppocr` | NCHW |
 //! | `ppocr-det` | BGR | longer side at most 960, both sides rounded to multiples of 32 (or the input size where it is fixed) | ImageNet mean/std, applied in BGR order | NCHW |
 //!
-//! `ppocr` is PaddleOCR's recognition/classification preprocessing (`resize_norm_img` in
-//! `tools/infer/predict_rec.py` and `predict_cls.py`: cv2 images are BGR, `/255 - 0.5) / 0.5`,
-//! pad after normalising, so the padding is 0); `ppocr-det` is its detection preprocessing
+//! `ppocr` is PaddleOCR's recognition preprocessing (`resize_norm_img` in
+//! `tools/infer/predict_rec.py`, `rec_image_shape` 3,48,320: cv2 images are BGR,
+//! `(x / 255 - 0.5) / 0.5`, padded after normalising, so the padding is 0; the padded width is
+//! `48 * max(320 / 48, w / h)` for one image), `ppocr-cls` its direction classifier's
+//! (`predict_cls.py`, `cls_image_shape` 3,48,192, resized width capped at 192); `ppocr-det` is its detection preprocessing
 //! (`DetResizeForTest` with `limit_type=max`, `limit_side_len=960`, then `NormalizeImage`
 //! with the ImageNet mean/std on the BGR array, as PaddleOCR does). The `imagenet` preset is
 //! torchvision's `Resize(256) + CenterCrop(224) + Normalize`. Resizing is bilinear
@@ -18,7 +21,8 @@
 //! statistics do not need bit-equal pixels).
 //!
 //! Keys: `resize=none|input|keep-ratio|S|HxW` (S: shorter side), `crop=none|center`,
-//! `max-side=N multiple=M` (limit-side resizing), `scale=F`, `mean=a,b,c`, `std=a,b,c`,
+//! `max-side=N multiple=M` (limit-side resizing), `height=H width=W` (keep-ratio target
+//! where the input's size is unknown), `scale=F`, `mean=a,b,c`, `std=a,b,c`,
 //! `order=rgb|bgr`, `layout=nchw|nhwc`. Inputs of 1 channel get the image's luma; u8
 //! inputs get raw pixels (no normalisation).
 
@@ -40,8 +44,10 @@ pub enum Resize {
     Shorter(u32),
     /// Exactly this height and width.
     Exact(u32, u32),
-    /// PaddleOCR rec/cls: input height, aspect kept, width capped and right-padded.
-    KeepRatioPad,
+    /// PaddleOCR rec/cls: input height (`height` where unknown), aspect kept, right-padded
+    /// with 0 to the input width, or where unknown to `width` (`cap`: the resized width is at
+    /// most `width`, as cls; else at least `width` is padded to, as rec's `max_wh_ratio`).
+    KeepRatioPad { height: u32, width: u32, cap: bool },
     /// PaddleOCR det: longer side at most `max`, sides rounded to multiples of `multiple`.
     LimitSide { max: u32, multiple: u32 },
 }
@@ -82,13 +88,28 @@ impl Preprocess {
 
     pub fn ppocr() -> Preprocess {
         Preprocess {
-            resize: Resize::KeepRatioPad,
+            resize: Resize::KeepRatioPad {
+                height: 48,
+                width: 320,
+                cap: false,
+            },
             center_crop: false,
             scale: 1.0 / 255.0,
             mean: [0.5; 3],
             std: [0.5; 3],
             bgr: true,
             layout: Layout::Nchw,
+        }
+    }
+
+    pub fn ppocr_cls() -> Preprocess {
+        Preprocess {
+            resize: Resize::KeepRatioPad {
+                height: 48,
+                width: 192,
+                cap: true,
+            },
+            ..Preprocess::ppocr()
         }
     }
 
@@ -126,6 +147,7 @@ impl Preprocess {
         let mut p = match name {
             "imagenet" => Preprocess::imagenet(),
             "ppocr" => Preprocess::ppocr(),
+            "ppocr-cls" => Preprocess::ppocr_cls(),
             "ppocr-det" => Preprocess::ppocr_det(),
             "" | "none" => Preprocess {
                 resize: Resize::None,
@@ -138,7 +160,7 @@ impl Preprocess {
             },
             other => {
                 return Err(err(format!(
-                    "unknown preset '{other}' (imagenet, ppocr, ppocr-det, none)"
+                    "unknown preset '{other}' (imagenet, ppocr, ppocr-cls, ppocr-det, none)"
                 )));
             }
         };
@@ -165,7 +187,11 @@ impl Preprocess {
                     p.resize = match v {
                         "none" => Resize::None,
                         "input" => Resize::Input,
-                        "keep-ratio" => Resize::KeepRatioPad,
+                        "keep-ratio" => Resize::KeepRatioPad {
+                            height: 48,
+                            width: 320,
+                            cap: false,
+                        },
                         _ => match v.split_once('x') {
                             Some((h, w)) => Resize::Exact(
                                 h.parse().map_err(|_| err(format!("bad size {v}")))?,
@@ -182,6 +208,19 @@ impl Preprocess {
                         "center" => true,
                         "none" => false,
                         _ => return Err(err(format!("crop={v} (center or none)"))),
+                    }
+                }
+                "height" | "width" => {
+                    let n: u32 = v.parse().map_err(|_| err(format!("bad {k} {v}")))?;
+                    match &mut p.resize {
+                        Resize::KeepRatioPad { height, width, .. } => {
+                            *(if k == "height" { height } else { width }) = n.max(1)
+                        }
+                        _ => {
+                            return Err(err(format!(
+                                "{k}= applies to keep-ratio resizing (ppocr presets)"
+                            )));
+                        }
                     }
                 }
                 "max-side" => {
@@ -298,15 +337,19 @@ impl Preprocess {
                     rgb = imageops::resize(&rgb, nw, nh, FilterType::Triangle);
                 }
             }
-            Resize::KeepRatioPad => {
-                let th = h.unwrap_or(48) as u32;
+            Resize::KeepRatioPad { height, width, cap } => {
+                let th = h.map_or(height, |h| h as u32);
                 let ratio = iw as f64 / ih as f64;
-                let mut nw = (th as f64 * ratio).ceil() as u32;
-                if let Some(w) = w {
-                    nw = nw.min(w as u32);
-                    pad_to = Some(w as u32);
+                let mut nw = ((th as f64 * ratio).ceil() as u32).max(1);
+                let (tw, cap) = match w {
+                    Some(w) => (w as u32, true),
+                    None => (width, cap),
+                };
+                if cap {
+                    nw = nw.min(tw);
                 }
-                rgb = imageops::resize(&rgb, nw.max(1), th, FilterType::Triangle);
+                pad_to = Some(tw.max(nw));
+                rgb = imageops::resize(&rgb, nw, th, FilterType::Triangle);
             }
             Resize::LimitSide { max, multiple } => {
                 let (th, tw) = match (h, w) {
@@ -476,6 +519,45 @@ mod tests {
         let t = Preprocess::ppocr().load(&p, &rec).unwrap();
         assert_eq!(t.shape(), &[1, 3, 8, 24]);
         assert_eq!(t.as_f32().unwrap()[[0, 0, 4, 20]], 0.0);
+        // Unknown height and width (as the PP-OCR rec/cls models): 48 high; rec pads to at
+        // least 320, cls caps and pads to 192.
+        let dynamic = input(
+            "x",
+            &[
+                Dim::Sym("N".into()),
+                Dim::Known(3),
+                Dim::Unknown,
+                Dim::Unknown,
+            ],
+        );
+        assert_eq!(
+            Preprocess::ppocr().load(&p, &dynamic).unwrap().shape(),
+            &[1, 3, 48, 320]
+        );
+        assert_eq!(
+            Preprocess::ppocr_cls().load(&p, &dynamic).unwrap().shape(),
+            &[1, 3, 48, 192]
+        );
+        let wide = write_png(dir.path(), "wide.png", 200, 10);
+        assert_eq!(
+            Preprocess::ppocr().load(&wide, &dynamic).unwrap().shape(),
+            &[1, 3, 48, 960]
+        );
+        assert_eq!(
+            Preprocess::ppocr_cls()
+                .load(&wide, &dynamic)
+                .unwrap()
+                .shape(),
+            &[1, 3, 48, 192]
+        );
+        assert_eq!(
+            Preprocess::parse("ppocr{height=32 width=100}")
+                .unwrap()
+                .load(&p, &dynamic)
+                .unwrap()
+                .shape(),
+            &[1, 3, 32, 100]
+        );
         // ppocr-det with dynamic size: 40x20 stays under 960, rounded to multiples of 32.
         let det = input(
             "x",
