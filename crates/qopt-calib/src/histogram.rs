@@ -158,8 +158,14 @@ impl Binner {
     pub fn index(&self, x: f32) -> usize {
         match self.side {
             Side::Abs => ((x.abs() as f64 * self.inv_width) as i64).min(self.last) as usize,
-            Side::Signed => ((x as f64 * self.inv_width).floor() as i64 + self.half)
-                .clamp(0, self.last) as usize,
+            Side::Signed => {
+                // floor() without a libm call (baseline x86-64 has no SSE4.1 round): truncate,
+                // then step down for negative non-integers. Exact: y is exact and |y| < 2^63.
+                let y = x as f64 * self.inv_width;
+                let t = y as i64;
+                let floor = t - ((t as f64) > y) as i64;
+                (floor + self.half).clamp(0, self.last) as usize
+            }
         }
     }
 }
