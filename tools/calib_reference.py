@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# pip requirements: numpy, onnx==1.22.0, onnxruntime==1.32.*  (see tools/requirements.txt)
+# pip requirements: numpy, onnx==1.22.0, onnxruntime==1.32.0  (see tools/requirements.txt)
 """Reference thresholds for qopt's calibration methods, written to testdata/calib/methods.json.
 
 Independent references, run on the same histograms the Rust tests read from the fixture:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# pip requirements: numpy, onnx==1.22.0, onnxruntime==1.32.*  (see tools/requirements.txt)
+# pip requirements: numpy, onnx==1.22.0, onnxruntime==1.32.0  (see tools/requirements.txt)
 """Reference quantization numerics for qopt-calib's qparams module, written to
 testdata/calib/qparams.json:
 
