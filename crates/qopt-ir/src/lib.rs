@@ -26,7 +26,7 @@ pub use dim::{Dim, Shape, normalize_axis};
 pub use dtype::DType;
 pub use graph::{Edge, Graph, ModelMeta, Node, NodeId, TypeInfo, ValueId, ValueInfo};
 pub use infer::{InferError, InferReport, infer_node, infer_shapes, pin_input_shapes};
-pub use observer::{Histogram, ObserverState};
+pub use observer::{EmaSums, ExactSum, Histogram, ObserverState};
 pub use op::{AttrError, Custom, Op};
 pub use tensor::{Element, Stats, Tensor};
 pub use verify::{VerifyError, verify};

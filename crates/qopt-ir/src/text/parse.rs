@@ -1214,6 +1214,8 @@ impl<'a, 'b> Parser<'a, 'b> {
                 "ema" => st.ema = Some(self.f32()?),
                 "samples" => st.samples = self.u64()?,
                 "nonfinite" => st.nonfinite = self.u64()?,
+                "zeros" => st.zeros = self.u64()?,
+                "ema_sums" => st.ema_sums = Some(self.ema_sums()?),
                 "min_max" => {
                     self.expect_punct('[', "before the observed min")?;
                     let lo = self.f32()?;
@@ -1227,12 +1229,51 @@ impl<'a, 'b> Parser<'a, 'b> {
                 _ => {
                     return self.err(
                         kat,
-                        format!("unknown observer field '{k}' (known: bins ema samples min_max nonfinite abs_hist hist)"),
+                        format!("unknown observer field '{k}' (known: bins ema samples min_max nonfinite zeros ema_sums abs_hist hist)"),
                     );
                 }
             }
         }
         Ok(st)
+    }
+
+    /// `ema(samples=N, min_sum=[6 limbs], max_sum=[6 limbs])`: exact sums for the moving average.
+    fn ema_sums(&mut self) -> PResult<crate::observer::EmaSums> {
+        self.expect_ident(
+            "ema",
+            "(moving-average sums: ema(samples=.., min_sum=[..], max_sum=[..]))",
+        )?;
+        self.expect_punct('(', "after 'ema'")?;
+        let mut e = crate::observer::EmaSums::default();
+        self.comma_list(')', "a moving-average field", |p| {
+            let (kat, k) = p.name("samples, min_sum or max_sum")?;
+            p.expect_punct('=', &format!("after {k}"))?;
+            let sum = match k.as_str() {
+                "samples" => {
+                    e.samples = p.u64()?;
+                    return Ok(());
+                }
+                "min_sum" => &mut e.min_sum,
+                "max_sum" => &mut e.max_sum,
+                _ => return p.err(kat, format!("unknown moving-average field '{k}'")),
+            };
+            let lat = p.lx.offset();
+            p.expect_punct('[', "before the sum's limbs")?;
+            let mut limbs = Vec::new();
+            p.comma_list(']', "a limb", |p| {
+                limbs.push(p.u64()?);
+                Ok(())
+            })?;
+            if limbs.len() != 6 {
+                return p.err(
+                    lat,
+                    format!("an exact sum has 6 limbs, got {}", limbs.len()),
+                );
+            }
+            sum.limbs.copy_from_slice(&limbs);
+            Ok(())
+        })?;
+        Ok(e)
     }
 
     /// `hist(lo=0.0, hi=6.5, counts=[..] or counts=i64[N] ..)`.

@@ -420,6 +420,22 @@ impl Printer<'_> {
         if st.nonfinite != 0 {
             f.push(format!("nonfinite={}", st.nonfinite));
         }
+        if st.zeros != 0 {
+            f.push(format!("zeros={}", st.zeros));
+        }
+        if let Some(e) = &st.ema_sums {
+            // The exact sums print as their 64-bit limbs so that they round-trip bit for bit.
+            let limbs = |x: &crate::observer::ExactSum| {
+                let v: Vec<String> = x.limbs.iter().map(|l| l.to_string()).collect();
+                format!("[{}]", v.join(", "))
+            };
+            f.push(format!(
+                "ema_sums=ema(samples={}, min_sum={}, max_sum={})",
+                e.samples,
+                limbs(&e.min_sum),
+                limbs(&e.max_sum)
+            ));
+        }
         for (k, h) in [("abs_hist", &st.abs_hist), ("hist", &st.hist)] {
             if let Some(h) = h {
                 let h = self.histogram(h);

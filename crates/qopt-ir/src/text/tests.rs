@@ -812,6 +812,20 @@ impl Gen {
             samples: self.r.next_u64(),
             min_max: self.chance(0.5).then(|| (self.f32(), self.f32())),
             nonfinite: self.r.next_u64() >> 40,
+            zeros: self.r.next_u64() >> 40,
+            ema_sums: self.chance(0.5).then(|| {
+                let mut limbs = || {
+                    let mut l = [0u64; 6];
+                    l.iter_mut().for_each(|x| *x = self.r.next_u64());
+                    crate::observer::ExactSum { limbs: l }
+                };
+                let (min_sum, max_sum) = (limbs(), limbs());
+                crate::observer::EmaSums {
+                    samples: self.r.next_u64() >> 20,
+                    min_sum,
+                    max_sum,
+                }
+            }),
             abs_hist: hist(self),
             hist: hist(self),
         }
