@@ -237,3 +237,95 @@ pub fn extract(eg: &FuseGraph, original: &HashSet<FuseLang>) -> BTreeMap<Id, Fus
         .filter_map(|(i, b)| b.map(|b| (ids[i], b.node)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuse::analysis::{FuseAnalysis, OpaqueEntry};
+    use crate::fuse::lang::{ConstKey, MetaKey, OpaqueKey};
+    use egg::{CostFunction, Extractor};
+    use qopt_ir::{NodeId, Tensor, TypeInfo};
+    use std::sync::Arc;
+
+    /// An e-graph whose side tables hold one opaque input and three constants (the leaves
+    /// these tests use); metas are not read by extraction.
+    fn egraph() -> FuseGraph {
+        let mut a = FuseAnalysis::default();
+        a.opaque(OpaqueEntry {
+            node: NodeId::new(0),
+            outputs: vec![TypeInfo::unknown()],
+        });
+        for i in 0..3 {
+            a.original_const(Arc::new(Tensor::scalar(1f32)), NodeId::new(1 + i), "c");
+        }
+        FuseGraph::new(a)
+    }
+
+    /// egg's tree cost with the same per-node costs, for comparison.
+    struct TreeCost;
+    impl CostFunction<FuseLang> for TreeCost {
+        type Cost = u64;
+        fn cost<C: FnMut(Id) -> u64>(&mut self, n: &FuseLang, mut costs: C) -> u64 {
+            n.fold(node_cost(n), |sum, id| sum + costs(id))
+        }
+    }
+
+    #[test]
+    fn a_shared_sub_dag_is_counted_once() {
+        // Class r holds two equivalent forms:
+        //   r1 = add(mul(T, k), mul(T, k2)) with T = conv(x) shared by both Muls:
+        //        DAG cost 2 + 2 + 2 + 16 = 22, tree cost 2 + (2 + 16) + (2 + 16) = 38;
+        //   r2 = conv(conv(x)): 32 either way.
+        // The DAG-aware extraction keeps r1 (one conv); a tree cost picks r2 (two convs).
+        let mut eg = egraph();
+        let m = |eg: &mut FuseGraph, i: u32| eg.add(FuseLang::Meta(MetaKey(i)));
+        let x = eg.add(FuseLang::Opaque(OpaqueKey(0), vec![]));
+        let w = eg.add(FuseLang::Const(ConstKey(0)));
+        let k = eg.add(FuseLang::Const(ConstKey(1)));
+        let k2 = eg.add(FuseLang::Const(ConstKey(2)));
+        let none = eg.add(FuseLang::Absent);
+        let (m0, m1, m2, m3, m4, m5) = (
+            m(&mut eg, 0),
+            m(&mut eg, 1),
+            m(&mut eg, 2),
+            m(&mut eg, 3),
+            m(&mut eg, 4),
+            m(&mut eg, 5),
+        );
+        let t = eg.add(FuseLang::Conv([m0, x, w, none]));
+        let s1 = eg.add(FuseLang::Mul([m1, t, k]));
+        let s2 = eg.add(FuseLang::Mul([m2, t, k2]));
+        let r1 = eg.add(FuseLang::Add([m3, s1, s2]));
+        let inner = eg.add(FuseLang::Conv([m4, x, w, none]));
+        let r2 = eg.add(FuseLang::Conv([m5, inner, w, none]));
+        eg.union(r1, r2);
+        eg.rebuild();
+        let r = eg.find(r1);
+
+        let choice = extract(&eg, &HashSet::new());
+        assert!(matches!(choice[&r], FuseLang::Add(_)), "{:?}", choice[&r]);
+        let (tree_cost, tree_expr) = Extractor::new(&eg, TreeCost).find_best(r);
+        assert_eq!(tree_cost, 32);
+        assert!(matches!(tree_expr.as_ref().last(), Some(FuseLang::Conv(_))));
+    }
+
+    #[test]
+    fn ties_go_to_the_original_e_node() {
+        // add(y, k) and add(k, y) cost the same; the graph's own form wins either way round.
+        for original_first in [true, false] {
+            let mut eg = egraph();
+            let y = eg.add(FuseLang::Opaque(OpaqueKey(0), vec![]));
+            let k = eg.add(FuseLang::Const(ConstKey(0)));
+            let mm = eg.add(FuseLang::Meta(MetaKey(0)));
+            let a = FuseLang::Add([mm, y, k]);
+            let b = FuseLang::Add([mm, k, y]);
+            let (orig, other) = if original_first { (a, b) } else { (b, a) };
+            let i = eg.add(orig.clone());
+            let j = eg.add(other);
+            eg.union(i, j);
+            eg.rebuild();
+            let choice = extract(&eg, &HashSet::from([orig.clone()]));
+            assert_eq!(choice[&eg.find(i)], orig);
+        }
+    }
+}
