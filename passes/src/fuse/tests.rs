@@ -984,3 +984,62 @@ fn ranks_missing_from_the_graph_are_inferred() {
     assert_eq!(count(&g, "Gemm"), 1);
     assert_eq!(g.value(r).ty, TypeInfo::unknown());
 }
+
+#[test]
+fn malformed_layers_are_refused_not_panicked_on() {
+    // Each graph is structurally valid but its numbers do not fit the fold: the fold is
+    // refused with a reason and the graph is left as it was.
+    type Build = fn(&mut Graph, ValueId) -> ValueId;
+    let cases: [(&str, Build); 5] = [
+        ("weight of rank 2", |g, x| {
+            let w = g.add_const("w", rand(&[3, 2], 30, -1.0, 1.0));
+            node(g, "conv", op::Conv::default(), &[Some(x), Some(w)], "c")
+        }),
+        ("BN parameters of the wrong length", |g, x| {
+            let w = g.add_const("w", rand(&[2, 2, 1, 1], 31, -1.0, 1.0));
+            let c = node(g, "conv", op::Conv::default(), &[Some(x), Some(w)], "c");
+            bn(g, "bn5", c, 5, 32, "c5")
+        }),
+        ("ConvTranspose groups that do not divide Cin", |g, x| {
+            let w = g.add_const("w", rand(&[2, 1, 1, 1], 33, -1.0, 1.0));
+            let op = op::ConvTranspose {
+                group: 3,
+                ..Default::default()
+            };
+            node(g, "convt", op, &[Some(x), Some(w)], "c")
+        }),
+        ("a bias of the wrong length", |g, x| {
+            let w = g.add_const("w", rand(&[2, 2, 1, 1], 34, -1.0, 1.0));
+            let b = g.add_const("b", rand(&[3], 35, -1.0, 1.0));
+            node(
+                g,
+                "conv",
+                op::Conv::default(),
+                &[Some(x), Some(w), Some(b)],
+                "c",
+            )
+        }),
+        ("an f64 constant after an f32 conv", |g, x| {
+            let w = g.add_const("w", rand(&[2, 2, 1, 1], 36, -1.0, 1.0));
+            let c = node(g, "conv", op::Conv::default(), &[Some(x), Some(w)], "c0");
+            let k = g.add_const("k", rand(&[2, 1, 1], 37, -1.0, 1.0).cast(DType::F64));
+            node(g, "mul", op::Mul {}, &[Some(c), Some(k)], "c")
+        }),
+    ];
+    for (what, build) in cases {
+        let mut g = Graph::new("bad");
+        let x = input(&mut g, "x", &[1, 2, 2, 2]);
+        let c = build(&mut g, x);
+        let y = if g.node(c.node).op.op_type() == "BatchNormalization" || what.contains("f64") {
+            c
+        } else {
+            bn(&mut g, "bn", c, 2, 38, "y")
+        };
+        g.set_outputs(vec![y]);
+        let before = format!("{g:?}");
+        let r = fuse(&mut g);
+        assert!(!r.changed, "{what}");
+        assert_eq!(format!("{g:?}"), before, "{what}");
+        assert!(!r.refusals.is_empty(), "{what}");
+    }
+}
