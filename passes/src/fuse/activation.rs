@@ -14,8 +14,9 @@
 
 use qopt_ir::{Attr, Graph, NodeId, Op, ValueId};
 
-/// The note on a layer's output value naming the activation fused with it.
-pub const FUSED_ACT: &str = "fused_act";
+/// The note on a layer's output value naming the activation fused with it (the same
+/// constant `target` reads).
+pub const FUSED_ACT: &str = crate::target::FUSED_ACTIVATION_NOTE;
 
 /// The activation op type that fuses with the value `v`, if `v`'s only use is one.
 fn fusable_activation(g: &Graph, v: ValueId) -> Option<&'static str> {
