@@ -388,6 +388,11 @@ impl Plan {
         v
     }
 
+    /// (buffer requests the pool could not serve so far, elements the pool holds now).
+    pub fn pool_stats(&self) -> (u64, usize) {
+        (self.buffers.misses, self.buffers.held())
+    }
+
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
     }
@@ -410,8 +415,16 @@ impl Plan {
         for (st, (d, c)) in self.steps.iter().zip(p) {
             let name = match &st.kernel {
                 Kernel::Op(op) => op.op_type().to_string(),
-                Kernel::Conv(c) if c.act != Activation::None => "Conv+act".into(),
-                Kernel::Conv(_) => "Conv".into(),
+                Kernel::Conv(c) => {
+                    let kind = if c.attrs.group > 1 && c.w_shape.get(1) == Some(&1) {
+                        "depthwise"
+                    } else if c.w_shape[2..].iter().all(|&k| k == 1) {
+                        "1x1"
+                    } else {
+                        "im2col"
+                    };
+                    format!("Conv({kind}){}", if c.act != Activation::None { "+act" } else { "" })
+                }
                 Kernel::Gemm(..) => "Gemm".into(),
                 Kernel::Activation(_) => "FusedActivation".into(),
             };
@@ -425,6 +438,13 @@ impl Plan {
         let mut v: Vec<ProfileEntry> = by.into_values().collect();
         v.sort_by(|a, b| b.total.cmp(&a.total).then(a.op_type.cmp(&b.op_type)));
         v
+    }
+
+    /// Time per step (node description, calls, total), in execution order (empty unless
+    /// `PlanOptions::profile`).
+    pub fn profile_steps(&self) -> Vec<(String, u64, Duration)> {
+        let Some(p) = &self.profile else { return vec![] };
+        self.descs.iter().zip(p).map(|(d, (t, c))| (d.clone(), *c, *t)).collect()
     }
 
     /// Run with inputs by name.

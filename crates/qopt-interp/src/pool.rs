@@ -14,6 +14,8 @@ const MIN_POOLED: usize = 1024;
 #[derive(Default, Debug)]
 pub struct BufferPool {
     free: Vec<Vec<f32>>,
+    /// Requests the pool could not serve (fresh allocations), for diagnostics.
+    pub misses: u64,
 }
 
 impl BufferPool {
@@ -38,6 +40,7 @@ impl BufferPool {
                 return v;
             }
         }
+        self.misses += 1;
         vec![0.0; len]
     }
 

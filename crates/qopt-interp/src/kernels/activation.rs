@@ -4,7 +4,7 @@
 //! Each formula is the ONNX operator's definition (Relu, LeakyRelu, Clip, HardSigmoid,
 //! HardSwish, Sigmoid), so a fused and an unfused run give the same values.
 
-use super::simd::simd;
+use super::simd::multiversion;
 
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub enum Activation {
@@ -92,22 +92,38 @@ pub fn sigmoid(x: f32) -> f32 {
 pub fn bias_act_row(row: &mut [f32], bias: f32, act: Activation) {
     match act {
         // The common cases get their own loops so they vectorise.
-        Activation::None => row.iter_mut().for_each(|v| *v += bias),
-        Activation::Relu => row.iter_mut().for_each(|v| {
-            let x = *v + bias;
-            *v = if x < 0.0 { 0.0 } else { x }
-        }),
-        Activation::Clip(lo, hi) => row.iter_mut().for_each(|v| *v = clip(*v + bias, lo, hi)),
-        _ => row.iter_mut().for_each(|v| *v = act.apply(*v + bias)),
+        Activation::None => {
+            for v in row.iter_mut() {
+                *v += bias;
+            }
+        }
+        Activation::Relu => {
+            for v in row.iter_mut() {
+                let x = *v + bias;
+                *v = if x < 0.0 { 0.0 } else { x };
+            }
+        }
+        Activation::Clip(lo, hi) => {
+            for v in row.iter_mut() {
+                *v = clip(*v + bias, lo, hi);
+            }
+        }
+        _ => {
+            for v in row.iter_mut() {
+                *v = act.apply(*v + bias);
+            }
+        }
     }
 }
 
-/// Apply an activation in place.
-pub fn apply_inplace(data: &mut [f32], act: Activation) {
-    if act == Activation::None {
-        return;
+multiversion! {
+    /// Apply an activation in place.
+    pub fn apply_inplace(data: &mut [f32], act: Activation) {
+        if act == Activation::None {
+            return;
+        }
+        bias_act_row(data, 0.0, act);
     }
-    simd(|| bias_act_row(data, 0.0, act));
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@
 //! bias starts the sum, the activation ends it. Channels are spread over threads in chunks
 //! whose size depends only on the shape.
 
-use super::activation::{Activation, bias_act_row};
+use super::activation::Activation;
 use super::conv::ConvGeometry;
-use super::simd::simd;
+use super::simd::multiversion;
 use super::{SendPtr, with_scratch};
 use rayon::prelude::*;
 
@@ -23,103 +23,161 @@ pub fn applies(g: &ConvGeometry) -> bool {
         && g.pad_begin.iter().all(|&p| p >= 0)
 }
 
-/// `y [N, C_out, OH, OW]` from `x [N, C_in, H, W]`, `w [C_out, 1, KH, KW]`, bias per output
-/// channel, then the activation. `pad_end` is the padding after each axis.
-pub fn depthwise(
-    g: &ConvGeometry,
-    pad_end: &[usize],
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    act: Activation,
-    y: &mut [f32],
-) {
-    // View 1-D as 2-D with one row.
-    let two = |v: &[usize], one: usize| {
-        if v.len() == 1 {
-            [one, v[0]]
-        } else {
-            [v[0], v[1]]
-        }
-    };
-    let [h, wd] = two(&g.in_sp, 1);
-    let [oh, ow] = two(&g.out_sp, 1);
-    let [kh, kw] = two(&g.kernel, 1);
-    let [sh, sw] = two(&g.strides, 1);
-    let [dh, dw] = two(&g.dilations, 1);
-    let pb: Vec<usize> = g.pad_begin.iter().map(|&p| p as usize).collect();
-    let [pt, pl] = two(&pb, 0);
-    let [pbm, pr] = two(pad_end, 0);
-    let mult = g.c_out / g.c_in;
-    let (ph, pw) = (h + pt + pbm, wd + pl + pr);
-    // Each phase plane is wide enough for the right-most tap of the last output.
-    let phase_w = pw.div_ceil(sw).max(ow + ((kw - 1) * dw) / sw);
-    let plane = ph * phase_w;
-    assert!(x.len() >= g.batch * g.c_in * h * wd && w.len() >= g.c_out * kh * kw);
-    assert!(y.len() >= g.batch * g.c_out * oh * ow);
-    assert!((oh - 1) * sh + (kh - 1) * dh < ph.max(1));
+/// Per-call constants of the kernel.
+struct Geo {
+    h: usize,
+    wd: usize,
+    oh: usize,
+    ow: usize,
+    sh: usize,
+    sw: usize,
+    pt: usize,
+    pl: usize,
+    phase_w: usize,
+    plane: usize,
+}
 
-    let channels = g.batch * g.c_in;
-    // Input channels per task: enough work per task to pay for scheduling.
-    let per = (16384 / (oh * ow * mult * kh * kw).max(1)).clamp(1, 64);
-    let yp = SendPtr(y.as_mut_ptr());
-    let task = |chunk: usize| {
-        let c0 = chunk * per;
-        let c1 = (c0 + per).min(channels);
-        with_scratch(sw * plane, |phases| {
-            simd(|| {
+/// Scatter one input channel (`h x wd`) into the phase planes; padding stays as it is (zero).
+#[inline(always)]
+fn scatter(geo: &Geo, xc: &[f32], phases: &mut [f32]) {
+    for p in 0..geo.sw {
+        // Phase column j holds padded column px = j * sw + p, input column ix = px - pl.
+        let j_lo = geo.pl.saturating_sub(p).div_ceil(geo.sw);
+        let j_hi = if geo.wd + geo.pl > p { (geo.wd - 1 + geo.pl - p) / geo.sw + 1 } else { 0 };
+        if j_hi <= j_lo {
+            continue;
+        }
+        let ix0 = j_lo * geo.sw + p - geo.pl;
+        for iy in 0..geo.h {
+            let dst = &mut phases[p * geo.plane + (iy + geo.pt) * geo.phase_w..][j_lo..j_hi];
+            let src = &xc[iy * geo.wd + ix0..(iy + 1) * geo.wd];
+            if geo.sw == 1 {
+                dst.copy_from_slice(&src[..dst.len()]);
+            } else {
+                for (d, s) in dst.iter_mut().zip(src.iter().step_by(geo.sw)) {
+                    *d = *s;
+                }
+            }
+        }
+    }
+}
+
+/// Outputs per vector block. Rows are computed in blocks of `LANES` columns; the phase planes
+/// are wide enough that the last block of a row may read past the row's end (those lanes are
+/// computed and dropped).
+const LANES: usize = 8;
+
+/// `R` output rows x `LANES` columns from output row `oy`, column `x0`: all taps accumulated in
+/// registers, `R` independent accumulators so the FMA chains overlap.
+#[inline(always)]
+fn block<const R: usize>(geo: &Geo, phases: &[f32], offs: &[usize], wc: &[f32], b: f32, act: Activation, yc: &mut [f32], oy: usize, x0: usize) {
+    let mut acc = [[b; LANES]; R];
+    let row_step = geo.sh * geo.phase_w;
+    let base = oy * row_step + x0;
+    for (&off, &wv) in offs.iter().zip(wc) {
+        for (r, a) in acc.iter_mut().enumerate() {
+            let s = &phases[base + r * row_step + off..][..LANES];
+            for i in 0..LANES {
+                a[i] = wv.mul_add(s[i], a[i]);
+            }
+        }
+    }
+    let n = LANES.min(geo.ow - x0);
+    for (r, a) in acc.iter().enumerate() {
+        let o = &mut yc[(oy + r) * geo.ow + x0..][..n];
+        for i in 0..n {
+            o[i] = act.apply(a[i]);
+        }
+    }
+}
+
+/// One output channel from the phase planes of its input channel.
+#[inline(always)]
+fn channel(geo: &Geo, phases: &[f32], offs: &[usize], wc: &[f32], b: f32, act: Activation, yc: &mut [f32]) {
+    let mut oy = 0;
+    while oy < geo.oh {
+        let rows = (geo.oh - oy).min(4);
+        let mut x0 = 0;
+        while x0 < geo.ow {
+            match rows {
+                4 => block::<4>(geo, phases, offs, wc, b, act, yc, oy, x0),
+                2 | 3 => block::<2>(geo, phases, offs, wc, b, act, yc, oy, x0),
+                _ => block::<1>(geo, phases, offs, wc, b, act, yc, oy, x0),
+            }
+            x0 += LANES;
+        }
+        oy += match rows {
+            4 => 4,
+            2 | 3 => 2,
+            _ => 1,
+        };
+    }
+}
+
+multiversion! {
+    /// `y [N, C_out, OH, OW]` from `x [N, C_in, H, W]`, `w [C_out, 1, KH, KW]`, bias per output
+    /// channel, then the activation. `pad_end` is the padding after each axis.
+    pub fn depthwise(g: &ConvGeometry, pad_end: &[usize], x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Activation, y: &mut [f32]) {
+        // View 1-D as 2-D with one row.
+        let two = |v: &[usize], one: usize| if v.len() == 1 { [one, v[0]] } else { [v[0], v[1]] };
+        let [h, wd] = two(&g.in_sp, 1);
+        let [oh, ow] = two(&g.out_sp, 1);
+        let [kh, kw] = two(&g.kernel, 1);
+        let [sh, sw] = two(&g.strides, 1);
+        let [dh, dw] = two(&g.dilations, 1);
+        let pb: Vec<usize> = g.pad_begin.iter().map(|&p| p as usize).collect();
+        let [pt, pl] = two(&pb, 0);
+        let [pbm, pr] = two(pad_end, 0);
+        let mult = g.c_out / g.c_in;
+        let (ph, pw) = (h + pt + pbm, wd + pl + pr);
+        // Each phase plane is wide enough for the right-most tap of the last output.
+        let phase_w = pw.div_ceil(sw).max(ow.div_ceil(LANES) * LANES + ((kw - 1) * dw) / sw);
+        let plane = ph * phase_w;
+        let geo = Geo { h, wd, oh, ow, sh, sw, pt, pl, phase_w, plane };
+        assert!(x.len() >= g.batch * g.c_in * h * wd && w.len() >= g.c_out * kh * kw);
+        assert!(y.len() >= g.batch * g.c_out * oh * ow);
+        assert!((oh - 1) * sh + (kh - 1) * dh < ph.max(1));
+        // Offset of each tap (ky, kx) from the start of an output row's first input row.
+        let offs: Vec<usize> = (0..kh * kw)
+            .map(|t| {
+                let (ky, kx) = (t / kw, t % kw);
+                let off = kx * dw;
+                (off % sw) * plane + ky * dh * phase_w + off / sw
+            })
+            .collect();
+
+        let channels = g.batch * g.c_in;
+        // Input channels per task: enough work per task to pay for scheduling.
+        let per = (16384 / (oh * ow * mult * kh * kw).max(1)).clamp(1, 64);
+        let yp = SendPtr(y.as_mut_ptr());
+        let task = |chunk: usize| {
+            let c0 = chunk * per;
+            let c1 = (c0 + per).min(channels);
+            with_scratch(sw * plane, |phases| {
+                // Padding is zero for every channel; the interior is overwritten per channel.
+                phases.fill(0.0);
                 for nc in c0..c1 {
                     let ci = nc % g.c_in;
-                    let xc = &x[nc * h * wd..(nc + 1) * h * wd];
-                    // Zero the padding and scatter the input columns over the phases.
-                    phases.fill(0.0);
-                    for iy in 0..h {
-                        let src = &xc[iy * wd..(iy + 1) * wd];
-                        for (ix, &v) in src.iter().enumerate() {
-                            let px = ix + pl;
-                            phases[(px % sw) * plane + (iy + pt) * phase_w + px / sw] = v;
-                        }
-                    }
+                    let n = nc / g.c_in;
+                    scatter(&geo, &x[nc * h * wd..(nc + 1) * h * wd], phases);
                     for m in 0..mult {
                         let co = ci * mult + m;
-                        let n = nc / g.c_in;
                         let wc = &w[co * kh * kw..(co + 1) * kh * kw];
                         let b = bias.map_or(0.0, |b| b[co]);
                         // SAFETY: output plane (n, co) belongs to this task alone and lies
                         // inside `y` (asserted above).
-                        let yc = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                yp.get().add((n * g.c_out + co) * oh * ow),
-                                oh * ow,
-                            )
-                        };
-                        for oy in 0..oh {
-                            let out = &mut yc[oy * ow..(oy + 1) * ow];
-                            out.fill(b);
-                            for ky in 0..kh {
-                                let py = oy * sh + ky * dh;
-                                for kx in 0..kw {
-                                    let off = kx * dw;
-                                    let src = &phases
-                                        [(off % sw) * plane + py * phase_w + off / sw..][..ow];
-                                    let wv = wc[ky * kw + kx];
-                                    for (o, &v) in out.iter_mut().zip(src) {
-                                        *o = wv.mul_add(v, *o);
-                                    }
-                                }
-                            }
-                            bias_act_row(out, 0.0, act);
-                        }
+                        let yc = unsafe { std::slice::from_raw_parts_mut(yp.get().add((n * g.c_out + co) * oh * ow), oh * ow) };
+                        channel(&geo, phases, &offs, wc, b, act, yc);
                     }
                 }
-            })
-        });
-    };
-    let chunks = channels.div_ceil(per);
-    if chunks == 1 {
-        task(0);
-    } else {
-        (0..chunks).into_par_iter().for_each(task);
+            });
+        };
+        let chunks = channels.div_ceil(per);
+        if chunks == 1 {
+            task(0);
+        } else {
+            (0..chunks).into_par_iter().for_each(task);
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 
 use super::SendPtr;
 use super::activation::{Activation, bias_act_row};
-use super::simd::simd;
+use super::simd::multiversion;
 use rayon::prelude::*;
 
 /// A strided read-only matrix: element (i, j) is `data[i * rs + j * cs]`.
@@ -176,7 +176,13 @@ pub(crate) unsafe fn block_raw(
         }
     }
     if !epi.is_identity() {
-        simd(|| (0..m).for_each(|r| epi.apply_row(row(r), i0 + r, j0)));
+        (0..m).for_each(|r| epilogue_row(epi, row(r), i0 + r, j0));
+    }
+}
+
+multiversion! {
+    fn epilogue_row(epi: &Epilogue, row: &mut [f32], i: usize, j0: usize) {
+        epi.apply_row(row, i, j0);
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::{Ctx, OpResult, arg, contig, f32_arg, tensor};
 use crate::error::{OpError, bail};
-use crate::kernels::simd::simd;
+use crate::kernels::simd::multiversion;
 use qopt_ir::Tensor;
 use qopt_ir::op::BatchNormalization;
 use rayon::prelude::*;
@@ -34,17 +34,19 @@ pub fn affine(
     Ok((a, b))
 }
 
-/// `data = data * a[c] + b[c]` over `[N, C, inner]` data.
-pub fn apply_inplace(data: &mut [f32], c: usize, inner: usize, a: &[f32], b: &[f32]) {
-    if inner == 0 || c == 0 {
-        return;
+multiversion! {
+    /// `data = data * a[c] + b[c]` over `[N, C, inner]` data.
+    pub fn apply_inplace(data: &mut [f32], c: usize, inner: usize, a: &[f32], b: &[f32]) {
+        if inner == 0 || c == 0 {
+            return;
+        }
+        data.par_chunks_mut(inner)
+            .enumerate()
+            .for_each(|(i, plane)| {
+                let (a, b) = (a[i % c], b[i % c]);
+                plane.iter_mut().for_each(|v| *v = v.mul_add(a, b));
+            });
     }
-    data.par_chunks_mut(inner)
-        .enumerate()
-        .for_each(|(i, plane)| {
-            let (a, b) = (a[i % c], b[i % c]);
-            simd(|| plane.iter_mut().for_each(|v| *v = v.mul_add(a, b)));
-        });
 }
 
 pub fn run(o: &BatchNormalization, ctx: &mut Ctx, inputs: &[Option<&Tensor>]) -> OpResult {

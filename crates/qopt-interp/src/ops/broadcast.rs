@@ -7,7 +7,7 @@
 //! (`[C, 1, 1]` against `[N, C, H, W]`) becomes rows of H*W with a stride-0 scalar.
 
 use crate::error::{OpError, bail};
-use crate::kernels::simd::simd;
+use crate::kernels::simd::multiversion;
 use rayon::prelude::*;
 
 /// The broadcast shape of several shapes.
@@ -116,117 +116,89 @@ impl<const K: usize> Rows<K> {
 /// Output elements per parallel task.
 const CHUNK: usize = 1 << 15;
 
-/// `out = f(a, b)` with broadcasting; `out` has the broadcast shape `osh`.
-pub fn binary_map<A, B, O, F>(
-    a: &[A],
-    ash: &[usize],
-    b: &[B],
-    bsh: &[usize],
-    out: &mut [O],
-    osh: &[usize],
-    f: F,
-) where
-    A: Copy + Sync,
-    B: Copy + Sync,
-    O: Copy + Send,
-    F: Fn(A, B) -> O + Sync,
-{
-    let rows = Rows::new(osh, [ash, bsh]);
-    let inner = rows.inner();
-    let [sa, sb] = rows.inner_strides();
-    let row = |r: usize, o: &mut [O]| {
-        let [oa, ob] = rows.offsets(r);
-        match (sa, sb) {
-            (1, 1) => {
-                for ((o, &x), &y) in o.iter_mut().zip(&a[oa..oa + inner]).zip(&b[ob..ob + inner]) {
-                    *o = f(x, y);
+multiversion! {
+    /// `out = f(a, b)` with broadcasting; `out` has the broadcast shape `osh`.
+    pub fn binary_map[A: Copy + Sync, B: Copy + Sync, O: Copy + Send, F: Fn(A, B) -> O + Sync](a: &[A], ash: &[usize], b: &[B], bsh: &[usize], out: &mut [O], osh: &[usize], f: F) {
+        let rows = Rows::new(osh, [ash, bsh]);
+        let inner = rows.inner();
+        let [sa, sb] = rows.inner_strides();
+        let row = |r: usize, o: &mut [O]| {
+            let [oa, ob] = rows.offsets(r);
+            match (sa, sb) {
+                (1, 1) => {
+                    for ((o, &x), &y) in o.iter_mut().zip(&a[oa..oa + inner]).zip(&b[ob..ob + inner]) {
+                        *o = f(x, y);
+                    }
+                }
+                (1, 0) => {
+                    let y = b[ob];
+                    for (o, &x) in o.iter_mut().zip(&a[oa..oa + inner]) {
+                        *o = f(x, y);
+                    }
+                }
+                (0, 1) => {
+                    let x = a[oa];
+                    for (o, &y) in o.iter_mut().zip(&b[ob..ob + inner]) {
+                        *o = f(x, y);
+                    }
+                }
+                _ => {
+                    for (i, o) in o.iter_mut().enumerate() {
+                        *o = f(a[oa + i * sa], b[ob + i * sb]);
+                    }
                 }
             }
-            (1, 0) => {
-                let y = b[ob];
-                for (o, &x) in o.iter_mut().zip(&a[oa..oa + inner]) {
-                    *o = f(x, y);
-                }
-            }
-            (0, 1) => {
-                let x = a[oa];
-                for (o, &y) in o.iter_mut().zip(&b[ob..ob + inner]) {
-                    *o = f(x, y);
-                }
-            }
-            _ => {
-                for (i, o) in o.iter_mut().enumerate() {
-                    *o = f(a[oa + i * sa], b[ob + i * sb]);
-                }
-            }
-        }
-    };
-    run_rows(out, inner, &row);
+        };
+        run_rows(out, inner, &row);
+    }
 }
 
-/// `out = f(c, a, b)` with broadcasting over three operands (Where).
-#[allow(clippy::too_many_arguments)]
-pub fn ternary_map<C, A, B, O, F>(
-    c: &[C],
-    csh: &[usize],
-    a: &[A],
-    ash: &[usize],
-    b: &[B],
-    bsh: &[usize],
-    out: &mut [O],
-    osh: &[usize],
-    f: F,
-) where
-    C: Copy + Sync,
-    A: Copy + Sync,
-    B: Copy + Sync,
-    O: Copy + Send,
-    F: Fn(C, A, B) -> O + Sync,
-{
-    let rows = Rows::new(osh, [csh, ash, bsh]);
-    let inner = rows.inner();
-    let [sc, sa, sb] = rows.inner_strides();
-    let row = |r: usize, o: &mut [O]| {
-        let [oc, oa, ob] = rows.offsets(r);
-        for (i, o) in o.iter_mut().enumerate() {
-            *o = f(c[oc + i * sc], a[oa + i * sa], b[ob + i * sb]);
-        }
-    };
-    run_rows(out, inner, &row);
+multiversion! {
+    /// `out = f(c, a, b)` with broadcasting over three operands (Where).
+    #[allow(clippy::too_many_arguments)]
+    pub fn ternary_map[C: Copy + Sync, A: Copy + Sync, B: Copy + Sync, O: Copy + Send, F: Fn(C, A, B) -> O + Sync](c: &[C], csh: &[usize], a: &[A], ash: &[usize], b: &[B], bsh: &[usize], out: &mut [O], osh: &[usize], f: F) {
+        let rows = Rows::new(osh, [csh, ash, bsh]);
+        let inner = rows.inner();
+        let [sc, sa, sb] = rows.inner_strides();
+        let row = |r: usize, o: &mut [O]| {
+            let [oc, oa, ob] = rows.offsets(r);
+            for (i, o) in o.iter_mut().enumerate() {
+                *o = f(c[oc + i * sc], a[oa + i * sa], b[ob + i * sb]);
+            }
+        };
+        run_rows(out, inner, &row);
+    }
 }
 
-/// In place: `a = f(a, b)` where `a` already has the output shape.
-pub fn binary_inplace<B, O, F>(a: &mut [O], osh: &[usize], b: &[B], bsh: &[usize], f: F)
-where
-    B: Copy + Sync,
-    O: Copy + Send + Sync,
-    F: Fn(O, B) -> O + Sync,
-{
-    let rows = Rows::new(osh, [osh, bsh]);
-    let inner = rows.inner();
-    let [_, sb] = rows.inner_strides();
-    let row = |r: usize, o: &mut [O]| {
-        let [_, ob] = rows.offsets(r);
-        match sb {
-            1 => {
-                for (o, &y) in o.iter_mut().zip(&b[ob..ob + inner]) {
-                    *o = f(*o, y);
+multiversion! {
+    /// In place: `a = f(a, b)` where `a` already has the output shape.
+    pub fn binary_inplace[B: Copy + Sync, O: Copy + Send + Sync, F: Fn(O, B) -> O + Sync](a: &mut [O], osh: &[usize], b: &[B], bsh: &[usize], f: F) {
+        let rows = Rows::new(osh, [osh, bsh]);
+        let inner = rows.inner();
+        let [_, sb] = rows.inner_strides();
+        let row = |r: usize, o: &mut [O]| {
+            let [_, ob] = rows.offsets(r);
+            match sb {
+                1 => {
+                    for (o, &y) in o.iter_mut().zip(&b[ob..ob + inner]) {
+                        *o = f(*o, y);
+                    }
+                }
+                0 => {
+                    let y = b[ob];
+                    for o in o.iter_mut() {
+                        *o = f(*o, y);
+                    }
+                }
+                _ => {
+                    for (i, o) in o.iter_mut().enumerate() {
+                        *o = f(*o, b[ob + i * sb]);
+                    }
                 }
             }
-            0 => {
-                let y = b[ob];
-                for o in o.iter_mut() {
-                    *o = f(*o, y);
-                }
-            }
-            _ => {
-                for (i, o) in o.iter_mut().enumerate() {
-                    *o = f(*o, b[ob + i * sb]);
-                }
-            }
-        }
-    };
-    run_rows(a, inner, &row);
+        };
+        run_rows(a, inner, &row);
+    }
 }
 
 /// Run `row(r, out_row)` for every row of `out`, in parallel chunks of whole rows.
@@ -237,11 +209,9 @@ fn run_rows<O: Send>(out: &mut [O], inner: usize, row: &(dyn Fn(usize, &mut [O])
     let rows_per = (CHUNK / inner).max(1);
     let chunk = rows_per * inner;
     let work = |(ci, part): (usize, &mut [O])| {
-        simd(|| {
-            for (j, o) in part.chunks_mut(inner).enumerate() {
-                row(ci * rows_per + j, o);
-            }
-        })
+        for (j, o) in part.chunks_mut(inner).enumerate() {
+            row(ci * rows_per + j, o);
+        }
     };
     if out.len() <= chunk {
         work((0, out));

@@ -5,7 +5,7 @@ use super::conv::{axis_geometry, spatial_attr};
 use super::{Ctx, OpResult, contig, numel, tensor};
 use crate::error::{OpError, bail};
 use crate::kernels::pool::{PoolGeometry, avg_pool as avg_kernel, max_pool as max_kernel};
-use crate::kernels::simd::simd;
+use crate::kernels::simd::multiversion;
 use qopt_ir::Tensor;
 use qopt_ir::attr::AutoPad;
 use qopt_ir::op::{AveragePool, MaxPool};
@@ -133,21 +133,7 @@ pub fn global(kind: Global, ctx: &mut Ctx, x: &Tensor) -> OpResult {
     let plane = |p: usize| -> f32 {
         let v = &xd[p * inner..(p + 1) * inner];
         match kind {
-            Global::Average => simd(|| {
-                // Eight f64 lanes summed in a fixed order: vectorises, and the result does not
-                // depend on threads.
-                let mut acc = [0f64; 8];
-                let chunks = v.chunks_exact(8);
-                let rest = chunks.remainder();
-                for c in chunks {
-                    for i in 0..8 {
-                        acc[i] += c[i] as f64;
-                    }
-                }
-                let mut s: f64 = acc.iter().sum();
-                s += rest.iter().map(|&x| x as f64).sum::<f64>();
-                (s / inner as f64) as f32
-            }),
+            Global::Average => (plane_sum(v) / inner as f64) as f32,
             Global::Max => v.iter().fold(f32::NEG_INFINITY, |m, &x| {
                 if x > m || x.is_nan() || m.is_nan() {
                     if m.is_nan() { m } else { x }
@@ -163,4 +149,24 @@ pub fn global(kind: Global, ctx: &mut Ctx, x: &Tensor) -> OpResult {
     let mut osh = sh[..2].to_vec();
     osh.extend(std::iter::repeat_n(1, sh.len() - 2));
     Ok(vec![tensor(&osh, y)?])
+}
+
+multiversion! {
+    /// Sum in eight f64 lanes added in a fixed order: vectorises, and the result does not
+    /// depend on threads.
+    fn plane_sum(v: &[f32]) -> f64 {
+        let mut acc = [0f64; 8];
+        let chunks = v.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for i in 0..8 {
+                acc[i] += c[i] as f64;
+            }
+        }
+        let mut s: f64 = acc.iter().sum();
+        for &x in rest {
+            s += x as f64;
+        }
+        s
+    }
 }

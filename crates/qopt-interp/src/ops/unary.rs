@@ -10,7 +10,7 @@
 use super::{Ctx, OpResult, contig, tensor};
 use crate::error::{OpError, bail};
 use crate::kernels::activation::{clip, sigmoid};
-use crate::kernels::simd::simd;
+use crate::kernels::simd::multiversion;
 use crate::num::{Num, with_num_type};
 use qopt_ir::attr::GeluApprox;
 use qopt_ir::{DType, Op, Tensor};
@@ -162,24 +162,17 @@ impl Unary {
 
     /// Apply to `data` in place (f32).
     pub fn apply_inplace(self, data: &mut [f32]) {
-        const CHUNK: usize = 1 << 15;
-        let f = |part: &mut [f32]| self.apply_slice(part);
-        if data.len() <= CHUNK {
-            f(data);
-        } else {
-            data.par_chunks_mut(CHUNK).for_each(f);
-        }
+        unary_inplace(self, data);
     }
 
+    #[inline(always)]
     fn apply_slice(self, d: &mut [f32]) {
         macro_rules! each {
             (|$x:ident| $e:expr) => {
-                simd(|| {
-                    d.iter_mut().for_each(|v| {
-                        let $x = *v;
-                        *v = $e;
-                    })
-                })
+                for v in d.iter_mut() {
+                    let $x = *v;
+                    *v = $e;
+                }
             };
         }
         match self {
@@ -219,6 +212,17 @@ impl Unary {
                 each!(|x| 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)))
             }
             other => each!(|x| other.eval_f64(x as f64) as f32),
+        }
+    }
+}
+
+multiversion! {
+    fn unary_inplace(u: Unary, data: &mut [f32]) {
+        const CHUNK: usize = 1 << 15;
+        if data.len() <= CHUNK {
+            u.apply_slice(data);
+        } else {
+            data.par_chunks_mut(CHUNK).for_each(|part| u.apply_slice(part));
         }
     }
 }
