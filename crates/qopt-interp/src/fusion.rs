@@ -1,7 +1,9 @@
 //! Plan-time fusion: which nodes run as one step, decided from the graph without changing it.
 //!
-//! - `Conv` with constant weights, followed by `BatchNormalization` with constant parameters,
-//!   runs with the normalisation folded into its weights and bias (ONNX Runtime does the same).
+//! - `Conv` with constant weights, followed by `Mul`/`Add` of per-channel or scalar constants
+//!   (biases and scales exported as separate ops) and `BatchNormalization` with constant
+//!   parameters, runs with all of them folded into its weights and bias (ONNX Runtime folds
+//!   BatchNormalization and Add the same way).
 //! - `Conv` or `Gemm` followed by an activation (Relu, LeakyRelu, Clip with constant bounds,
 //!   HardSigmoid, HardSwish, Sigmoid, or a hard-swish written out as Add/Clip/Div/Mul) applies
 //!   it in the GEMM epilogue while the output tile is in cache.
@@ -20,7 +22,10 @@ use std::collections::{BTreeMap, HashSet};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Group {
     pub head: NodeId,
-    /// A BatchNormalization folded into a Conv head.
+    /// Per-channel `Mul` (true) / `Add` (false) constants after a Conv head, in order, folded
+    /// into its weights and bias.
+    pub affine: Vec<(bool, Vec<f32>)>,
+    /// A BatchNormalization folded into a Conv head (after the bias add, if any).
     pub bn: Option<NodeId>,
     pub act: Option<Activation>,
     /// Nodes the group absorbs (BN and activation nodes).
@@ -87,8 +92,9 @@ impl Ctx<'_> {
         Some((act, vec![n], ValueId::new(n, 0)))
     }
 
-    /// `Mul(x, Div(Clip(Add(x, a), lo, hi), s))` (or `Mul(.., s)`), the hard-swish that
-    /// PaddlePaddle exports write out, reading `x = v`.
+    /// A hard-swish written out as ops reading `x = v`, as PaddlePaddle exports write it:
+    /// `t = Clip(Add(x, a), lo, hi)`, then `Mul(x, Div(t, s))` or `Div(Mul(x, t), s)` (either
+    /// with `Mul` by a constant instead of `Div`).
     fn hardswish_parts(&self, v: ValueId) -> Option<(Activation, Vec<NodeId>, ValueId)> {
         if self.keep.contains(&v) || self.g.is_graph_output(v) {
             return None;
@@ -97,42 +103,73 @@ impl Ctx<'_> {
         if cons.len() != 2 {
             return None;
         }
-        let (add, add_slot) = *cons
-            .iter()
-            .find(|(n, _)| matches!(self.g.node(*n).op, Op::Add(_)))?;
+        let (add, add_slot) = *cons.iter().find(|(n, _)| matches!(self.g.node(*n).op, Op::Add(_)))?;
         let add_c = self.scalar_const(add, 1 - add_slot)?;
-        let (clip, 0) = self.sole_consumer(ValueId::new(add, 0))? else {
-            return None;
-        };
+        let (clip, 0) = self.sole_consumer(ValueId::new(add, 0))? else { return None };
         if !matches!(self.g.node(clip).op, Op::Clip(_)) {
             return None;
         }
         let (lo, hi) = (self.scalar_const(clip, 1)?, self.scalar_const(clip, 2)?);
-        let (scale_node, 0) = self.sole_consumer(ValueId::new(clip, 0))? else {
-            return None;
+        let (next, next_slot) = self.sole_consumer(ValueId::new(clip, 0))?;
+        // The scale step: Div by a constant, or Mul by a constant.
+        let scale_of = |n: NodeId, data_slot: usize| -> Option<(f32, bool)> {
+            match self.g.node(n).op {
+                Op::Div(_) if data_slot == 0 => Some((self.scalar_const(n, 1)?, false)),
+                Op::Mul(_) => Some((self.scalar_const(n, 1 - data_slot)?, true)),
+                _ => None,
+            }
         };
-        let (scale, scale_is_mul) = match self.g.node(scale_node).op {
-            Op::Div(_) => (self.scalar_const(scale_node, 1)?, false),
-            Op::Mul(_) => (self.scalar_const(scale_node, 1)?, true),
+        let is_x_mul = |n: NodeId| matches!(self.g.node(n).op, Op::Mul(_)) && self.g.inputs(n).contains(&Some(v)) && cons.iter().any(|(c, _)| *c == n);
+        let (scale, scale_is_mul, scale_last, nodes, out) = if is_x_mul(next) {
+            // Div(Mul(x, t), s)
+            let (sn, sslot) = self.sole_consumer(ValueId::new(next, 0))?;
+            let (scale, is_mul) = scale_of(sn, sslot)?;
+            (scale, is_mul, true, vec![add, clip, next, sn], ValueId::new(sn, 0))
+        } else {
+            // Mul(x, Div(t, s))
+            let (scale, is_mul) = scale_of(next, next_slot)?;
+            let (mul, _) = self.sole_consumer(ValueId::new(next, 0))?;
+            if !is_x_mul(mul) {
+                return None;
+            }
+            (scale, is_mul, false, vec![add, clip, next, mul], ValueId::new(mul, 0))
+        };
+        let act = Activation::HardSwishParts { add: add_c, lo, hi, scale, scale_is_mul, scale_last };
+        Some((act, nodes, out))
+    }
+
+    /// An `Add` or `Mul` of a per-channel (or scalar) constant reading a Conv output `v` with
+    /// `c` channels over `spatial` axes: a bias or scale written as its own op (PaddlePaddle
+    /// exports do this). Returns the node, whether it multiplies, and the constant per channel.
+    fn channel_affine(&self, v: ValueId, c: usize, spatial: usize) -> Option<(NodeId, bool, Vec<f32>)> {
+        let (n, slot) = self.sole_consumer(v)?;
+        let is_mul = match self.g.node(n).op {
+            Op::Add(_) => false,
+            Op::Mul(_) => true,
             _ => return None,
         };
-        let (mul, _) = self.sole_consumer(ValueId::new(scale_node, 0))?;
-        if !matches!(self.g.node(mul).op, Op::Mul(_)) {
+        let t = self.const_tensor(n, 1 - slot)?;
+        if t.dtype() != qopt_ir::DType::F32 || (t.len() != c && t.len() != 1) {
             return None;
         }
-        // The Mul's other operand is x itself.
-        let mins = self.g.inputs(mul);
-        if !mins.contains(&Some(v)) || !cons.iter().any(|(n, _)| *n == mul) {
-            return None;
-        }
-        let act = Activation::HardSwishParts {
-            add: add_c,
-            lo,
-            hi,
-            scale,
-            scale_is_mul,
+        // A scalar, or [.., C, 1, ..., 1] with `spatial` trailing ones and leading ones only: it
+        // must not broadcast the output to a larger shape.
+        let sh = t.shape();
+        let ok = if t.len() == 1 {
+            sh.len() <= spatial + 2
+        } else {
+            sh.len() > spatial
+                && sh.len() <= spatial + 2
+                && sh[sh.len() - spatial..].iter().all(|&d| d == 1)
+                && sh[sh.len() - spatial - 1] == c
+                && sh[..sh.len() - spatial - 1].iter().all(|&d| d == 1)
         };
-        Some((act, vec![add, clip, scale_node, mul], ValueId::new(mul, 0)))
+        if !ok {
+            return None;
+        }
+        let vals: Vec<f32> = t.as_f32()?.iter().copied().collect();
+        let per_channel = if vals.len() == 1 { vec![vals[0]; c] } else { vals };
+        Some((n, is_mul, per_channel))
     }
 
     fn activation(&self, v: ValueId) -> Option<(Activation, Vec<NodeId>, ValueId)> {
@@ -179,17 +216,26 @@ pub fn find_groups(
             continue;
         }
         let out0 = ValueId::new(n, 0);
-        let (bn, mut absorbed, mut output) = match &g.node(n).op {
-            Op::Conv(_)
-                if g.const_input(n, 1).is_some()
-                    && g.input(n, 2).is_none_or(|_| g.const_input(n, 2).is_some()) =>
-            {
-                match cx.batchnorm(out0) {
-                    Some(bn) => (Some(bn), vec![bn], ValueId::new(bn, 0)),
-                    None => (None, vec![], out0),
+        let (affine, bn, mut absorbed, mut output) = match &g.node(n).op {
+            Op::Conv(_) if g.const_input(n, 1).is_some() && g.input(n, 2).is_none_or(|_| g.const_input(n, 2).is_some()) => {
+                let w = g.const_input(n, 1).expect("checked");
+                let (c, spatial) = (w.shape().first().copied().unwrap_or(0), w.rank().saturating_sub(2));
+                let mut absorbed = vec![];
+                let mut out = out0;
+                let mut affine = vec![];
+                while let Some((a, is_mul, vals)) = cx.channel_affine(out, c, spatial) {
+                    absorbed.push(a);
+                    out = ValueId::new(a, 0);
+                    affine.push((is_mul, vals));
                 }
+                let bn = cx.batchnorm(out);
+                if let Some(b) = bn {
+                    absorbed.push(b);
+                    out = ValueId::new(b, 0);
+                }
+                (affine, bn, absorbed, out)
             }
-            Op::Gemm(_) => (None, vec![], out0),
+            Op::Gemm(_) => (vec![], None, vec![], out0),
             // Any other op: only the multi-node hard-swish is worth a step of its own.
             op if !op.is_source() && g.node(n).outputs.len() == 1 => {
                 if let Some((act, nodes, out)) = cx.hardswish_parts(out0)
@@ -198,9 +244,7 @@ pub fn find_groups(
                     taken.extend(nodes.iter().copied());
                     groups.insert(
                         n,
-                        Group {
-                            head: n,
-                            bn: None,
+                        Group { head: n, affine: vec![], bn: None,
                             act: Some(act),
                             absorbed: nodes,
                             output: out,
@@ -225,13 +269,7 @@ pub fn find_groups(
         taken.extend(absorbed.iter().copied());
         groups.insert(
             n,
-            Group {
-                head: n,
-                bn,
-                act,
-                absorbed,
-                output,
-            },
+            Group { head: n, affine, bn, act, absorbed, output },
         );
     }
     groups

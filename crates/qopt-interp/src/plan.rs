@@ -232,6 +232,9 @@ impl Plan {
                                 .expect("fusion checked constant weights");
                             let mut pc = PreparedConv::new(c, w, g.const_input(n, 2).map(|t| &**t))
                                 .map_err(|e| e.at(describe(g, n)))?;
+                            for (is_mul, vals) in &gr.affine {
+                                if *is_mul { pc.scale(vals) } else { pc.add_bias(vals) }.map_err(|e| e.at(describe(g, n)))?;
+                            }
                             if let Some(bn) = gr.bn {
                                 let Op::BatchNormalization(b) = &g.node(bn).op else {
                                     unreachable!("fusion found a BatchNormalization")

@@ -19,16 +19,11 @@ pub enum Activation {
     /// `x * max(0, min(1, x / 6 + 0.5))`.
     HardSwish,
     Sigmoid,
-    /// A hard-swish written out as ops, `Mul(x, Div(Clip(Add(x, add), lo, hi), div))` (or
-    /// with `Mul(.., 1 / div)`: then `scale_is_mul`), evaluated in that order so the fused
-    /// result is bit-identical to running the four ops.
-    HardSwishParts {
-        add: f32,
-        lo: f32,
-        hi: f32,
-        scale: f32,
-        scale_is_mul: bool,
-    },
+    /// A hard-swish written out as ops, `t = Clip(Add(x, add), lo, hi)` then either
+    /// `Mul(x, Div(t, scale))` or, with `scale_last`, `Div(Mul(x, t), scale)` (`Mul` by the
+    /// scale instead of `Div` when `scale_is_mul`), evaluated in that order so the fused result
+    /// is bit-identical to running the four ops.
+    HardSwishParts { add: f32, lo: f32, hi: f32, scale: f32, scale_is_mul: bool, scale_last: bool },
 }
 
 impl Activation {
@@ -55,15 +50,10 @@ impl Activation {
             Activation::HardSigmoid(a, b) => clip(a * x + b, 0.0, 1.0),
             Activation::HardSwish => x * clip(x * (1.0 / 6.0) + 0.5, 0.0, 1.0),
             Activation::Sigmoid => sigmoid(x),
-            Activation::HardSwishParts {
-                add,
-                lo,
-                hi,
-                scale,
-                scale_is_mul,
-            } => {
+            Activation::HardSwishParts { add, lo, hi, scale, scale_is_mul, scale_last } => {
                 let t = clip(x + add, lo, hi);
-                x * if scale_is_mul { t * scale } else { t / scale }
+                let sc = |v: f32| if scale_is_mul { v * scale } else { v / scale };
+                if scale_last { sc(x * t) } else { x * sc(t) }
             }
         }
     }

@@ -238,6 +238,34 @@ impl PreparedConv {
         })
     }
 
+    /// Add a per-output-channel constant to the bias (a bias written as a separate `Add`).
+    pub fn add_bias(&mut self, c: &[f32]) -> Result<(), OpError> {
+        let n = self.w_shape.first().copied().unwrap_or(0);
+        if c.len() != n {
+            bail!("bias Add has {} values for {n} channels", c.len());
+        }
+        let mut bias = self.bias.take().unwrap_or_else(|| vec![0.0; n]);
+        bias.iter_mut().zip(c).for_each(|(b, &v)| *b += v);
+        self.bias = Some(bias);
+        Ok(())
+    }
+
+    /// Multiply the output channels by constants (a scale written as a separate `Mul`).
+    pub fn scale(&mut self, c: &[f32]) -> Result<(), OpError> {
+        let n = self.w_shape.first().copied().unwrap_or(0);
+        if c.len() != n {
+            bail!("scale Mul has {} values for {n} channels", c.len());
+        }
+        let per = self.w.len() / n.max(1);
+        for (o, &s) in c.iter().enumerate() {
+            self.w[o * per..(o + 1) * per].iter_mut().for_each(|w| *w *= s);
+        }
+        if let Some(b) = &mut self.bias {
+            b.iter_mut().zip(c).for_each(|(b, &s)| *b *= s);
+        }
+        Ok(())
+    }
+
     /// Fold `y = (conv - mean) * scale / sqrt(var + eps) + beta` into the weights and bias,
     /// in f32 like ONNX Runtime's Conv+BatchNormalization fusion.
     pub fn fold_batchnorm(

@@ -267,6 +267,44 @@ fn run_plans<F: Float>(
     (cur, shape)
 }
 
+/// Fast path: nearest-neighbour resizing of the last two axes only (every other axis kept),
+/// gathered straight into the output buffer in one pass.
+fn nearest_2d(ctx: &mut Ctx, a: &ndarray::ArrayD<f32>, plans: &[Option<AxisPlan>]) -> Result<Option<Tensor>, OpError> {
+    let r = plans.len();
+    if r < 2 || plans[..r - 2].iter().any(|p| p.as_ref().is_some_and(|p| !p.is_identity())) {
+        return Ok(None);
+    }
+    let single = |p: &Option<AxisPlan>, n: usize| -> Option<Vec<usize>> {
+        match p {
+            None => Some((0..n).collect()),
+            Some(p) => p.taps.iter().map(|t| t.as_ref().filter(|t| t.len() == 1 && t[0].1 == 1.0).map(|t| t[0].0)).collect(),
+        }
+    };
+    let sh = a.shape();
+    let (h, w) = (sh[r - 2], sh[r - 1]);
+    let (Some(ys), Some(xs)) = (single(&plans[r - 2], h), single(&plans[r - 1], w)) else { return Ok(None) };
+    let (oh, ow) = (ys.len(), xs.len());
+    let planes: usize = sh[..r - 2].iter().product();
+    let mut osh = sh.to_vec();
+    osh[r - 2] = oh;
+    osh[r - 1] = ow;
+    let mut y = ctx.alloc(numel(&osh)?);
+    let xd = contig(a);
+    if oh * ow > 0 {
+        y.par_chunks_mut(oh * ow).enumerate().for_each(|(p, out)| {
+            let src = &xd[p * h * w..(p + 1) * h * w];
+            for (oy, &iy) in ys.iter().enumerate() {
+                let row = &src[iy * w..(iy + 1) * w];
+                for (o, &ix) in out[oy * ow..(oy + 1) * ow].iter_mut().zip(&xs) {
+                    *o = row[ix];
+                }
+            }
+        });
+    }
+    let _ = planes;
+    Ok(Some(tensor(&osh, y)?))
+}
+
 fn floats(t: &Tensor, what: &str) -> Result<Vec<f64>, OpError> {
     if !t.dtype().is_float() {
         bail!("{what} must be a float tensor, got {}", t.dtype());
@@ -375,6 +413,11 @@ fn resize_impl(
         .collect();
     if sh.iter().chain(&out).any(|&d| d == 0) {
         return Ok(vec![Tensor::zeros(x.dtype(), &out)]);
+    }
+    if let Tensor::F32(a) = x
+        && let Some(t) = nearest_2d(ctx, a, &plans)?
+    {
+        return Ok(vec![t]);
     }
     let t = match x {
         Tensor::F32(a) => {
