@@ -57,12 +57,11 @@ pub fn geometry(o: &ConvTranspose, xs: &[usize], ws: &[usize]) -> Result<ConvGeo
             + 1) as isize;
         match &out_shape {
             Some(os) => {
+                // Floor division, as the spec's reference (Python `//`) does for a negative
+                // total padding (an output larger than the full transposed convolution).
                 let total = full - os[a] as isize;
-                let pb = if o.auto_pad == AutoPad::SameUpper {
-                    total / 2
-                } else {
-                    total - total / 2
-                };
+                let half = total.div_euclid(2);
+                let pb = if o.auto_pad == AutoPad::SameUpper { half } else { total - half };
                 out_sp.push(os[a]);
                 pad_begin.push(pb);
             }

