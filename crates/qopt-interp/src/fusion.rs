@@ -103,9 +103,13 @@ impl Ctx<'_> {
         if cons.len() != 2 {
             return None;
         }
-        let (add, add_slot) = *cons.iter().find(|(n, _)| matches!(self.g.node(*n).op, Op::Add(_)))?;
+        let (add, add_slot) = *cons
+            .iter()
+            .find(|(n, _)| matches!(self.g.node(*n).op, Op::Add(_)))?;
         let add_c = self.scalar_const(add, 1 - add_slot)?;
-        let (clip, 0) = self.sole_consumer(ValueId::new(add, 0))? else { return None };
+        let (clip, 0) = self.sole_consumer(ValueId::new(add, 0))? else {
+            return None;
+        };
         if !matches!(self.g.node(clip).op, Op::Clip(_)) {
             return None;
         }
@@ -119,12 +123,22 @@ impl Ctx<'_> {
                 _ => None,
             }
         };
-        let is_x_mul = |n: NodeId| matches!(self.g.node(n).op, Op::Mul(_)) && self.g.inputs(n).contains(&Some(v)) && cons.iter().any(|(c, _)| *c == n);
+        let is_x_mul = |n: NodeId| {
+            matches!(self.g.node(n).op, Op::Mul(_))
+                && self.g.inputs(n).contains(&Some(v))
+                && cons.iter().any(|(c, _)| *c == n)
+        };
         let (scale, scale_is_mul, scale_last, nodes, out) = if is_x_mul(next) {
             // Div(Mul(x, t), s)
             let (sn, sslot) = self.sole_consumer(ValueId::new(next, 0))?;
             let (scale, is_mul) = scale_of(sn, sslot)?;
-            (scale, is_mul, true, vec![add, clip, next, sn], ValueId::new(sn, 0))
+            (
+                scale,
+                is_mul,
+                true,
+                vec![add, clip, next, sn],
+                ValueId::new(sn, 0),
+            )
         } else {
             // Mul(x, Div(t, s))
             let (scale, is_mul) = scale_of(next, next_slot)?;
@@ -132,16 +146,34 @@ impl Ctx<'_> {
             if !is_x_mul(mul) {
                 return None;
             }
-            (scale, is_mul, false, vec![add, clip, next, mul], ValueId::new(mul, 0))
+            (
+                scale,
+                is_mul,
+                false,
+                vec![add, clip, next, mul],
+                ValueId::new(mul, 0),
+            )
         };
-        let act = Activation::HardSwishParts { add: add_c, lo, hi, scale, scale_is_mul, scale_last };
+        let act = Activation::HardSwishParts {
+            add: add_c,
+            lo,
+            hi,
+            scale,
+            scale_is_mul,
+            scale_last,
+        };
         Some((act, nodes, out))
     }
 
     /// An `Add` or `Mul` of a per-channel (or scalar) constant reading a Conv output `v` with
     /// `c` channels over `spatial` axes: a bias or scale written as its own op (PaddlePaddle
     /// exports do this). Returns the node, whether it multiplies, and the constant per channel.
-    fn channel_affine(&self, v: ValueId, c: usize, spatial: usize) -> Option<(NodeId, bool, Vec<f32>)> {
+    fn channel_affine(
+        &self,
+        v: ValueId,
+        c: usize,
+        spatial: usize,
+    ) -> Option<(NodeId, bool, Vec<f32>)> {
         let (n, slot) = self.sole_consumer(v)?;
         let is_mul = match self.g.node(n).op {
             Op::Add(_) => false,
@@ -168,7 +200,11 @@ impl Ctx<'_> {
             return None;
         }
         let vals: Vec<f32> = t.as_f32()?.iter().copied().collect();
-        let per_channel = if vals.len() == 1 { vec![vals[0]; c] } else { vals };
+        let per_channel = if vals.len() == 1 {
+            vec![vals[0]; c]
+        } else {
+            vals
+        };
         Some((n, is_mul, per_channel))
     }
 
@@ -217,9 +253,15 @@ pub fn find_groups(
         }
         let out0 = ValueId::new(n, 0);
         let (affine, bn, mut absorbed, mut output) = match &g.node(n).op {
-            Op::Conv(_) if g.const_input(n, 1).is_some() && g.input(n, 2).is_none_or(|_| g.const_input(n, 2).is_some()) => {
+            Op::Conv(_)
+                if g.const_input(n, 1).is_some()
+                    && g.input(n, 2).is_none_or(|_| g.const_input(n, 2).is_some()) =>
+            {
                 let w = g.const_input(n, 1).expect("checked");
-                let (c, spatial) = (w.shape().first().copied().unwrap_or(0), w.rank().saturating_sub(2));
+                let (c, spatial) = (
+                    w.shape().first().copied().unwrap_or(0),
+                    w.rank().saturating_sub(2),
+                );
                 let mut absorbed = vec![];
                 let mut out = out0;
                 let mut affine = vec![];
@@ -244,7 +286,10 @@ pub fn find_groups(
                     taken.extend(nodes.iter().copied());
                     groups.insert(
                         n,
-                        Group { head: n, affine: vec![], bn: None,
+                        Group {
+                            head: n,
+                            affine: vec![],
+                            bn: None,
                             act: Some(act),
                             absorbed: nodes,
                             output: out,
@@ -269,7 +314,14 @@ pub fn find_groups(
         taken.extend(absorbed.iter().copied());
         groups.insert(
             n,
-            Group { head: n, affine, bn, act, absorbed, output },
+            Group {
+                head: n,
+                affine,
+                bn,
+                act,
+                absorbed,
+                output,
+            },
         );
     }
     groups

@@ -233,7 +233,12 @@ impl Plan {
                             let mut pc = PreparedConv::new(c, w, g.const_input(n, 2).map(|t| &**t))
                                 .map_err(|e| e.at(describe(g, n)))?;
                             for (is_mul, vals) in &gr.affine {
-                                if *is_mul { pc.scale(vals) } else { pc.add_bias(vals) }.map_err(|e| e.at(describe(g, n)))?;
+                                if *is_mul {
+                                    pc.scale(vals)
+                                } else {
+                                    pc.add_bias(vals)
+                                }
+                                .map_err(|e| e.at(describe(g, n)))?;
                             }
                             if let Some(bn) = gr.bn {
                                 let Op::BatchNormalization(b) = &g.node(bn).op else {
@@ -426,7 +431,14 @@ impl Plan {
                     } else {
                         "im2col"
                     };
-                    format!("Conv({kind}){}", if c.act != Activation::None { "+act" } else { "" })
+                    format!(
+                        "Conv({kind}){}",
+                        if c.act != Activation::None {
+                            "+act"
+                        } else {
+                            ""
+                        }
+                    )
                 }
                 Kernel::Gemm(..) => "Gemm".into(),
                 Kernel::Activation(_) => "FusedActivation".into(),
@@ -446,8 +458,14 @@ impl Plan {
     /// Time per step (node description, calls, total), in execution order (empty unless
     /// `PlanOptions::profile`).
     pub fn profile_steps(&self) -> Vec<(String, u64, Duration)> {
-        let Some(p) = &self.profile else { return vec![] };
-        self.descs.iter().zip(p).map(|(d, (t, c))| (d.clone(), *c, *t)).collect()
+        let Some(p) = &self.profile else {
+            return vec![];
+        };
+        self.descs
+            .iter()
+            .zip(p)
+            .map(|(d, (t, c))| (d.clone(), *c, *t))
+            .collect()
     }
 
     /// Run with inputs by name.
@@ -522,7 +540,8 @@ impl Plan {
                 for (d, &n) in s.dims().iter().zip(t.shape()) {
                     match d {
                         Dim::Known(k) if *k as usize != n => return Err(mismatch()),
-                        Dim::Sym(name) => {
+                        // "?" is how some exporters write an unknown dimension, not a name.
+                        Dim::Sym(name) if name != "?" => {
                             if *syms.entry(name.as_str()).or_insert(n) != n {
                                 return Err(mismatch());
                             }

@@ -24,8 +24,20 @@ fn run_case(dir: &Path) -> Result<BTreeSet<String>, String> {
         .filter(|op| !op.is_source())
         .map(|op| op.qualified_name())
         .collect();
-    let mut plan = Plan::new(&g, &PlanOptions { threads: Some(1), ..Default::default() }).map_err(|e| format!("plan: {e}"))?;
-    let mut sets: Vec<_> = std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let mut plan = Plan::new(
+        &g,
+        &PlanOptions {
+            threads: Some(1),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| format!("plan: {e}"))?;
+    let mut sets: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     sets.sort();
     for set in sets {
         let names: Vec<String> = plan.inputs().iter().map(|i| i.name.clone()).collect();
@@ -34,7 +46,8 @@ fn run_case(dir: &Path) -> Result<BTreeSet<String>, String> {
             let p = set.join(format!("input_{i}.npy"));
             inputs.push(support::read_npy(&p)?);
         }
-        let feed: Vec<(&str, &qopt_ir::Tensor)> = names.iter().map(String::as_str).zip(&inputs).collect();
+        let feed: Vec<(&str, &qopt_ir::Tensor)> =
+            names.iter().map(String::as_str).zip(&inputs).collect();
         let outs = plan.run(&feed).map_err(|e| format!("run: {e}"))?;
         for (i, got) in outs.iter().enumerate() {
             let p = set.join(format!("output_{i}.npy"));
@@ -52,28 +65,62 @@ fn run_case(dir: &Path) -> Result<BTreeSet<String>, String> {
 fn onnx_backend_node_tests() {
     let root = support::workspace_root().join("testdata/onnx-node");
     let Ok(entries) = std::fs::read_dir(&root) else {
-        eprintln!("SKIP: {} is absent (run tools/extract_onnx_node_tests.py)", root.display());
+        eprintln!(
+            "SKIP: {} is absent (run tools/extract_onnx_node_tests.py)",
+            root.display()
+        );
         return;
     };
     let filter = std::env::var("QOPT_NODE_TEST").ok();
-    let mut dirs: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.join("model.onnx").exists()).collect();
+    let mut dirs: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("model.onnx").exists())
+        .collect();
     dirs.sort();
-    let known_text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx_node_known_failures.txt")).unwrap_or_default();
-    let known: BTreeSet<&str> = known_text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| l.split(':').next().unwrap_or("").trim()).collect();
+    let known_text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx_node_known_failures.txt"),
+    )
+    .unwrap_or_default();
+    let known: BTreeSet<&str> = known_text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split(':').next().unwrap_or("").trim())
+        .collect();
 
     let mut per_op: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut failures: Vec<(String, String)> = vec![];
     let mut passed = 0;
     for dir in &dirs {
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
         // A panic is a failure too (and a bug: bad input must give an error).
-        let r = std::panic::catch_unwind(|| run_case(dir)).unwrap_or_else(|p| Err(format!("PANIC: {:?}", p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())))));
+        let r = std::panic::catch_unwind(|| run_case(dir)).unwrap_or_else(|p| {
+            Err(format!(
+                "PANIC: {:?}",
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            ))
+        });
         let ops = match &r {
             Ok(ops) => ops.clone(),
-            Err(_) => qopt_onnx::load(dir.join("model.onnx")).map(|m| m.graph.node_ids().into_iter().map(|n| m.graph.node(n).op.qualified_name()).filter(|o| o != "Input" && o != "Const").collect()).unwrap_or_default(),
+            Err(_) => qopt_onnx::load(dir.join("model.onnx"))
+                .map(|m| {
+                    m.graph
+                        .node_ids()
+                        .into_iter()
+                        .map(|n| m.graph.node(n).op.qualified_name())
+                        .filter(|o| o != "Input" && o != "Const")
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         // Attribute single-op tests to their op; "expanded" tests exercise op combinations.
         if !name.ends_with("_expanded") && !name.contains("_expanded_") {
@@ -98,16 +145,31 @@ fn onnx_backend_node_tests() {
     }
     let mut unexpected = vec![];
     for (name, e) in &failures {
-        let mark = if known.contains(name.as_str()) { "known" } else { "NEW" };
+        let mark = if known.contains(name.as_str()) {
+            "known"
+        } else {
+            "NEW"
+        };
         println!("  FAIL ({mark}) {name}: {e}");
         if !known.contains(name.as_str()) {
             unexpected.push(name.clone());
         }
     }
     let failed: BTreeSet<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
-    let fixed: Vec<&&str> = known.iter().filter(|k| !failed.contains(**k) && dirs.iter().any(|d| d.ends_with(k)) && filter.as_deref().is_none_or(|f| k.contains(f))).collect();
+    let fixed: Vec<&&str> = known
+        .iter()
+        .filter(|k| {
+            !failed.contains(**k)
+                && dirs.iter().any(|d| d.ends_with(k))
+                && filter.as_deref().is_none_or(|f| k.contains(f))
+        })
+        .collect();
     if !fixed.is_empty() {
         println!("listed as known failures but passing now (remove them from the list): {fixed:?}");
     }
-    assert!(unexpected.is_empty(), "{} unexpected failures: {unexpected:?}", unexpected.len());
+    assert!(
+        unexpected.is_empty(),
+        "{} unexpected failures: {unexpected:?}",
+        unexpected.len()
+    );
 }

@@ -23,7 +23,14 @@ pub enum Activation {
     /// `Mul(x, Div(t, scale))` or, with `scale_last`, `Div(Mul(x, t), scale)` (`Mul` by the
     /// scale instead of `Div` when `scale_is_mul`), evaluated in that order so the fused result
     /// is bit-identical to running the four ops.
-    HardSwishParts { add: f32, lo: f32, hi: f32, scale: f32, scale_is_mul: bool, scale_last: bool },
+    HardSwishParts {
+        add: f32,
+        lo: f32,
+        hi: f32,
+        scale: f32,
+        scale_is_mul: bool,
+        scale_last: bool,
+    },
 }
 
 impl Activation {
@@ -50,7 +57,14 @@ impl Activation {
             Activation::HardSigmoid(a, b) => clip(a * x + b, 0.0, 1.0),
             Activation::HardSwish => x * clip(x * (1.0 / 6.0) + 0.5, 0.0, 1.0),
             Activation::Sigmoid => sigmoid(x),
-            Activation::HardSwishParts { add, lo, hi, scale, scale_is_mul, scale_last } => {
+            Activation::HardSwishParts {
+                add,
+                lo,
+                hi,
+                scale,
+                scale_is_mul,
+                scale_last,
+            } => {
                 let t = clip(x + add, lo, hi);
                 let sc = |v: f32| if scale_is_mul { v * scale } else { v / scale };
                 if scale_last { sc(x * t) } else { x * sc(t) }

@@ -61,7 +61,11 @@ fn zero_padding(geo: &Geo, phases: &mut [f32]) {
 fn phase_cols(geo: &Geo, p: usize) -> (usize, usize) {
     // Phase column j holds padded column px = j * sw + p, input column ix = px - pl.
     let j_lo = geo.pl.saturating_sub(p).div_ceil(geo.sw);
-    let j_hi = if geo.wd + geo.pl > p { (geo.wd - 1 + geo.pl - p) / geo.sw + 1 } else { 0 };
+    let j_hi = if geo.wd + geo.pl > p {
+        (geo.wd - 1 + geo.pl - p) / geo.sw + 1
+    } else {
+        0
+    };
     (j_lo, j_hi.min(geo.phase_w))
 }
 
@@ -106,7 +110,17 @@ const LANES: usize = 8;
 /// `R` output rows x `LANES` columns from output row `oy`, column `x0`: all taps accumulated in
 /// registers, `R` independent accumulators so the FMA chains overlap.
 #[inline(always)]
-fn block<const R: usize>(geo: &Geo, phases: &[f32], offs: &[usize], wc: &[f32], b: f32, act: Activation, yc: &mut [f32], oy: usize, x0: usize) {
+fn block<const R: usize>(
+    geo: &Geo,
+    phases: &[f32],
+    offs: &[usize],
+    wc: &[f32],
+    b: f32,
+    act: Activation,
+    yc: &mut [f32],
+    oy: usize,
+    x0: usize,
+) {
     let mut acc = [[b; LANES]; R];
     let row_step = geo.sh * geo.phase_w;
     let base = oy * row_step + x0;
@@ -139,7 +153,15 @@ fn block<const R: usize>(geo: &Geo, phases: &[f32], offs: &[usize], wc: &[f32], 
 /// (`depthwise` asserts that once).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn channel_avx2(geo: &Geo, phases: &[f32], offs: &[usize], wc: &[f32], b: f32, act: Activation, yc: &mut [f32]) {
+unsafe fn channel_avx2(
+    geo: &Geo,
+    phases: &[f32],
+    offs: &[usize],
+    wc: &[f32],
+    b: f32,
+    act: Activation,
+    yc: &mut [f32],
+) {
     use std::arch::x86_64::*;
     let row_step = geo.sh * geo.phase_w;
     let p = phases.as_ptr();
@@ -150,7 +172,9 @@ unsafe fn channel_avx2(geo: &Geo, phases: &[f32], offs: &[usize], wc: &[f32], b:
         let v = match act {
             Activation::None => v,
             Activation::Relu => _mm256_max_ps(zero, v),
-            Activation::Clip(lo, hi) => _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), v)),
+            Activation::Clip(lo, hi) => {
+                _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), v))
+            }
             _ => {
                 let mut tmp = [0f32; LANES];
                 // SAFETY: `tmp` holds LANES floats.
@@ -183,7 +207,12 @@ unsafe fn channel_avx2(geo: &Geo, phases: &[f32], offs: &[usize], wc: &[f32], b:
             // SAFETY (loads): every address is inside `phases` by the caller's contract.
             unsafe {
                 if rows == 4 {
-                    let (mut a0, mut a1, mut a2, mut a3) = (_mm256_set1_ps(b), _mm256_set1_ps(b), _mm256_set1_ps(b), _mm256_set1_ps(b));
+                    let (mut a0, mut a1, mut a2, mut a3) = (
+                        _mm256_set1_ps(b),
+                        _mm256_set1_ps(b),
+                        _mm256_set1_ps(b),
+                        _mm256_set1_ps(b),
+                    );
                     for (&off, &wv) in offs.iter().zip(wc) {
                         let w = _mm256_set1_ps(wv);
                         let q = p.add(base + off);
@@ -209,7 +238,11 @@ unsafe fn channel_avx2(geo: &Geo, phases: &[f32], offs: &[usize], wc: &[f32], b:
                 } else {
                     let mut a0 = _mm256_set1_ps(b);
                     for (&off, &wv) in offs.iter().zip(wc) {
-                        a0 = _mm256_fmadd_ps(_mm256_set1_ps(wv), _mm256_loadu_ps(p.add(base + off)), a0);
+                        a0 = _mm256_fmadd_ps(
+                            _mm256_set1_ps(wv),
+                            _mm256_loadu_ps(p.add(base + off)),
+                            a0,
+                        );
                     }
                     store(yc, oy, x0, a0);
                 }
@@ -226,7 +259,15 @@ unsafe fn channel_avx2(geo: &Geo, phases: &[f32], offs: &[usize], wc: &[f32], b:
 
 /// One output channel from the phase planes of its input channel (portable form).
 #[inline(always)]
-fn channel(geo: &Geo, phases: &[f32], offs: &[usize], wc: &[f32], b: f32, act: Activation, yc: &mut [f32]) {
+fn channel(
+    geo: &Geo,
+    phases: &[f32],
+    offs: &[usize],
+    wc: &[f32],
+    b: f32,
+    act: Activation,
+    yc: &mut [f32],
+) {
     let mut oy = 0;
     while oy < geo.oh {
         let rows = (geo.oh - oy).min(4);

@@ -258,7 +258,9 @@ impl PreparedConv {
         }
         let per = self.w.len() / n.max(1);
         for (o, &s) in c.iter().enumerate() {
-            self.w[o * per..(o + 1) * per].iter_mut().for_each(|w| *w *= s);
+            self.w[o * per..(o + 1) * per]
+                .iter_mut()
+                .for_each(|w| *w *= s);
         }
         if let Some(b) = &mut self.bias {
             b.iter_mut().zip(c).for_each(|(b, &s)| *b *= s);

@@ -61,7 +61,11 @@ pub fn geometry(o: &ConvTranspose, xs: &[usize], ws: &[usize]) -> Result<ConvGeo
                 // total padding (an output larger than the full transposed convolution).
                 let total = full - os[a] as isize;
                 let half = total.div_euclid(2);
-                let pb = if o.auto_pad == AutoPad::SameUpper { half } else { total - half };
+                let pb = if o.auto_pad == AutoPad::SameUpper {
+                    half
+                } else {
+                    total - half
+                };
                 out_sp.push(os[a]);
                 pad_begin.push(pb);
             }

@@ -111,8 +111,17 @@ pub fn run(op: &Op, inputs: &[Option<&Tensor>]) -> OpResult {
     }
     if x.dtype() == qopt_ir::DType::Bool && matches!(r, R::Max | R::Min) {
         // Max is "any", Min is "all": the same on 0/1 bytes.
-        let y = run(op, &[Some(&x.cast(qopt_ir::DType::U8)), inputs.get(1).copied().flatten()])?;
-        return Ok(y.into_iter().map(|t| t.cast(qopt_ir::DType::Bool)).collect());
+        let y = run(
+            op,
+            &[
+                Some(&x.cast(qopt_ir::DType::U8)),
+                inputs.get(1).copied().flatten(),
+            ],
+        )?;
+        return Ok(y
+            .into_iter()
+            .map(|t| t.cast(qopt_ir::DType::Bool))
+            .collect());
     }
     let red = if ax.is_empty() {
         (0..x.rank()).collect()

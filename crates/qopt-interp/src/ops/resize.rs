@@ -74,8 +74,20 @@ fn axis_plan(
                     let center = inf / 2.0;
                     center * (1.0 - adj) + (x + 0.5) / scale - 0.5
                 }
-                CoordTransform::PytorchHalfPixel => if outf == 1.0 { -0.5 } else { (x + 0.5) / scale - 0.5 },
-                CoordTransform::AlignCorners => if outf == 1.0 { 0.0 } else { x * (inf - 1.0) / (outf - 1.0) },
+                CoordTransform::PytorchHalfPixel => {
+                    if outf == 1.0 {
+                        -0.5
+                    } else {
+                        (x + 0.5) / scale - 0.5
+                    }
+                }
+                CoordTransform::AlignCorners => {
+                    if outf == 1.0 {
+                        0.0
+                    } else {
+                        x * (inf - 1.0) / (outf - 1.0)
+                    }
+                }
                 CoordTransform::Asymmetric => x / scale,
                 CoordTransform::TfHalfPixelForNn => (x + 0.5) / scale,
                 CoordTransform::TfCropAndResize => {
@@ -260,20 +272,38 @@ fn run_plans<F: Float>(
 
 /// Fast path: nearest-neighbour resizing of the last two axes only (every other axis kept),
 /// gathered straight into the output buffer in one pass.
-fn nearest_2d(ctx: &mut Ctx, a: &ndarray::ArrayD<f32>, plans: &[Option<AxisPlan>]) -> Result<Option<Tensor>, OpError> {
+fn nearest_2d(
+    ctx: &mut Ctx,
+    a: &ndarray::ArrayD<f32>,
+    plans: &[Option<AxisPlan>],
+) -> Result<Option<Tensor>, OpError> {
     let r = plans.len();
-    if r < 2 || plans[..r - 2].iter().any(|p| p.as_ref().is_some_and(|p| !p.is_identity())) {
+    if r < 2
+        || plans[..r - 2]
+            .iter()
+            .any(|p| p.as_ref().is_some_and(|p| !p.is_identity()))
+    {
         return Ok(None);
     }
     let single = |p: &Option<AxisPlan>, n: usize| -> Option<Vec<usize>> {
         match p {
             None => Some((0..n).collect()),
-            Some(p) => p.taps.iter().map(|t| t.as_ref().filter(|t| t.len() == 1 && t[0].1 == 1.0).map(|t| t[0].0)).collect(),
+            Some(p) => p
+                .taps
+                .iter()
+                .map(|t| {
+                    t.as_ref()
+                        .filter(|t| t.len() == 1 && t[0].1 == 1.0)
+                        .map(|t| t[0].0)
+                })
+                .collect(),
         }
     };
     let sh = a.shape();
     let (h, w) = (sh[r - 2], sh[r - 1]);
-    let (Some(ys), Some(xs)) = (single(&plans[r - 2], h), single(&plans[r - 1], w)) else { return Ok(None) };
+    let (Some(ys), Some(xs)) = (single(&plans[r - 2], h), single(&plans[r - 1], w)) else {
+        return Ok(None);
+    };
     let (oh, ow) = (ys.len(), xs.len());
     let planes: usize = sh[..r - 2].iter().product();
     let mut osh = sh.to_vec();

@@ -21,7 +21,9 @@ pub fn run(kind: Kind, ax: i64, ctx: &mut Ctx, x: &Tensor) -> OpResult {
         let y = run(kind, ax, ctx, &x.cast(qopt_ir::DType::F32))?;
         return Ok(y.into_iter().map(|t| t.cast(x.dtype())).collect());
     }
-    let Some(xa) = x.as_f32() else { bail!("input must be a float tensor, got {}", x.dtype()) };
+    let Some(xa) = x.as_f32() else {
+        bail!("input must be a float tensor, got {}", x.dtype())
+    };
     let sh = xa.shape();
     let rank = sh.len().max(1);
     let a = axis(ax, rank)?;
