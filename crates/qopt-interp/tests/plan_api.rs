@@ -23,8 +23,12 @@ fn unsupported_ops_are_listed_before_running() {
     let b = g.add_simple("frob2", custom("Frobnicate"), &[a], "b");
     let c = g.add_simple("nz", op::NonZero {}, &[b], "c");
     g.set_outputs(vec![c]);
-    let err = Plan::new(&g, &PlanOptions::default()).err().expect("unsupported");
-    let InterpError::Unsupported(list) = &err else { panic!("{err}") };
+    let err = Plan::new(&g, &PlanOptions::default())
+        .err()
+        .expect("unsupported");
+    let InterpError::Unsupported(list) = &err else {
+        panic!("{err}")
+    };
     assert_eq!(list.len(), 2);
     let msg = err.to_string();
     assert!(msg.contains("my.domain::Frobnicate (used by my.domain::Frobnicate node 'frob1', my.domain::Frobnicate node 'frob2')"), "{msg}");
@@ -41,16 +45,40 @@ fn wrong_inputs_name_the_input_expected_and_got() {
     let mut plan = Plan::new(&g, &PlanOptions::default()).unwrap();
     let ok = Tensor::from_vec(&[2, 3], vec![1f32; 6]);
     let bad = Tensor::from_vec(&[2, 4], vec![1f32; 8]);
-    let e = plan.run(&[("x", &ok), ("y", &bad)]).unwrap_err().to_string();
+    let e = plan
+        .run(&[("x", &ok), ("y", &bad)])
+        .unwrap_err()
+        .to_string();
     assert_eq!(e, "input 'y': expected f32[N,3], got f32[2,4]");
     // N binds to 2 from x; y with N = 3 contradicts it.
     let other_n = Tensor::from_vec(&[3, 3], vec![1f32; 9]);
-    assert!(plan.run(&[("x", &ok), ("y", &other_n)]).unwrap_err().to_string().contains("input 'y'"));
+    assert!(
+        plan.run(&[("x", &ok), ("y", &other_n)])
+            .unwrap_err()
+            .to_string()
+            .contains("input 'y'")
+    );
     let ints = Tensor::from_vec(&[2, 3], vec![1i64; 6]);
-    assert_eq!(plan.run(&[("x", &ints), ("y", &ok)]).unwrap_err().to_string(), "input 'x': expected f32[N,3], got i64[2,3]");
-    assert_eq!(plan.run(&[("x", &ok)]).unwrap_err().to_string(), "missing input 'y'");
-    assert!(plan.run(&[("x", &ok), ("y", &ok), ("z", &ok)]).unwrap_err().to_string().contains("'z' is not an input"));
-    assert_eq!(vals(&plan.run(&[("x", &ok), ("y", &ok)]).unwrap()[0]), vec![2.0; 6]);
+    assert_eq!(
+        plan.run(&[("x", &ints), ("y", &ok)])
+            .unwrap_err()
+            .to_string(),
+        "input 'x': expected f32[N,3], got i64[2,3]"
+    );
+    assert_eq!(
+        plan.run(&[("x", &ok)]).unwrap_err().to_string(),
+        "missing input 'y'"
+    );
+    assert!(
+        plan.run(&[("x", &ok), ("y", &ok), ("z", &ok)])
+            .unwrap_err()
+            .to_string()
+            .contains("'z' is not an input")
+    );
+    assert_eq!(
+        vals(&plan.run(&[("x", &ok), ("y", &ok)]).unwrap()[0]),
+        vec![2.0; 6]
+    );
 }
 
 #[test]
@@ -69,7 +97,12 @@ fn nan_and_inf_propagate() {
     let r = vals(&o[0]);
     assert!(r[0].is_nan() && r[1] == 0.0 && r[2] == 0.0 && r[3] == 2.0);
     let d = vals(&o[1]);
-    assert!(d[0].is_nan() && d[1] == f32::NEG_INFINITY && d[2] == f32::NEG_INFINITY && d[3] == f32::INFINITY);
+    assert!(
+        d[0].is_nan()
+            && d[1] == f32::NEG_INFINITY
+            && d[2] == f32::NEG_INFINITY
+            && d[3] == f32::INFINITY
+    );
     let s = vals(&o[2]);
     assert!(s[0].is_nan() && s[1].is_nan() && s[2].is_nan() && s[3] == 2f32.sqrt());
 }
@@ -78,13 +111,33 @@ fn nan_and_inf_propagate() {
 /// plan agree, and the hook sees every value of the unfused plan.
 fn conv_bn_clip() -> (Graph, ValueId, ValueId) {
     let mut g = Graph::new("t");
-    let x = input(&mut g, "x", vec![Dim::Known(1), Dim::Known(2), Dim::Known(2), Dim::Known(2)]);
-    let w = g.add_const("w", Tensor::from_vec(&[2, 2, 1, 1], vec![2f32, 0.0, 0.0, -1.0]));
+    let x = input(
+        &mut g,
+        "x",
+        vec![Dim::Known(1), Dim::Known(2), Dim::Known(2), Dim::Known(2)],
+    );
+    let w = g.add_const(
+        "w",
+        Tensor::from_vec(&[2, 2, 1, 1], vec![2f32, 0.0, 0.0, -1.0]),
+    );
     let b = g.add_const("b", Tensor::from_vec(&[2], vec![1f32, 0.5]));
     let conv = g.add_simple("conv", op::Conv::default(), &[x, w, b], "c");
     let p = |n: &str, v: Vec<f32>, g: &mut Graph| g.add_const(n, Tensor::from_vec(&[2], v));
-    let (sc, bi, me, va) = (p("scale", vec![1.0, 2.0], &mut g), p("bias", vec![0.0, 1.0], &mut g), p("mean", vec![1.0, 0.0], &mut g), p("var", vec![4.0, 1.0], &mut g));
-    let bn = g.add_simple("bn", op::BatchNormalization { epsilon: 0.0, ..Default::default() }, &[conv, sc, bi, me, va], "n");
+    let (sc, bi, me, va) = (
+        p("scale", vec![1.0, 2.0], &mut g),
+        p("bias", vec![0.0, 1.0], &mut g),
+        p("mean", vec![1.0, 0.0], &mut g),
+        p("var", vec![4.0, 1.0], &mut g),
+    );
+    let bn = g.add_simple(
+        "bn",
+        op::BatchNormalization {
+            epsilon: 0.0,
+            ..Default::default()
+        },
+        &[conv, sc, bi, me, va],
+        "n",
+    );
     let lo = g.add_const("lo", Tensor::scalar(0f32));
     let hi = g.add_const("hi", Tensor::scalar(6f32));
     let clip = g.add_simple("clip", op::Clip {}, &[bn, lo, hi], "y");
@@ -95,22 +148,48 @@ fn conv_bn_clip() -> (Graph, ValueId, ValueId) {
 #[test]
 fn fusion_matches_unfused_and_hooks_see_values() {
     let (g, conv, bn) = conv_bn_clip();
-    let x = Tensor::from_vec(&[1, 2, 2, 2], vec![0f32, 1.0, 2.0, 3.0, 4.0, -5.0, 6.0, 100.0]);
+    let x = Tensor::from_vec(
+        &[1, 2, 2, 2],
+        vec![0f32, 1.0, 2.0, 3.0, 4.0, -5.0, 6.0, 100.0],
+    );
     // Channel 0: conv = 2x + 1, bn = (conv - 1) / 2 = x, clip -> [0, 1, 2, 3].
     // Channel 1: conv = -x + 0.5, bn = 2 * conv + 1 = -2x + 2 -> [-6, 12, -10, -198] -> clip.
     let want = vec![0.0, 1.0, 2.0, 3.0, 0.0, 6.0, 0.0, 0.0];
     let mut fused = Plan::new(&g, &PlanOptions::default()).unwrap();
     assert_eq!(vals(&fused.run(&[("x", &x)]).unwrap()[0]), want);
-    assert!(!fused.visible_values().contains(&conv), "fused Conv output is not materialised");
-    let mut unfused = Plan::new(&g, &PlanOptions { fuse: false, ..Default::default() }).unwrap();
+    assert!(
+        !fused.visible_values().contains(&conv),
+        "fused Conv output is not materialised"
+    );
+    let mut unfused = Plan::new(
+        &g,
+        &PlanOptions {
+            fuse: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut seen = vec![];
-    let out = unfused.run_with(&[("x", &x)], |v, t| seen.push((v, vals(t)))).unwrap();
+    let out = unfused
+        .run_with(&[("x", &x)], |v, t| seen.push((v, vals(t))))
+        .unwrap();
     assert_eq!(vals(&out[0]), want);
-    let conv_val = &seen.iter().find(|(v, _)| *v == conv).expect("hook saw the conv output").1;
+    let conv_val = &seen
+        .iter()
+        .find(|(v, _)| *v == conv)
+        .expect("hook saw the conv output")
+        .1;
     assert_eq!(conv_val, &vec![1.0, 3.0, 5.0, 7.0, -3.5, 5.5, -5.5, -99.5]);
     assert!(seen.iter().any(|(v, _)| *v == bn));
     // `keep` keeps a value visible with fusion on.
-    let mut kept = Plan::new(&g, &PlanOptions { keep: vec![conv], ..Default::default() }).unwrap();
+    let mut kept = Plan::new(
+        &g,
+        &PlanOptions {
+            keep: vec![conv],
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let (o, cap) = kept.run_capture(&[("x", &x)], &[conv]).unwrap();
     assert_eq!(vals(&o[0]), want);
     assert_eq!(vals(cap[0].as_ref().unwrap()), *conv_val);
@@ -119,8 +198,18 @@ fn fusion_matches_unfused_and_hooks_see_values() {
 #[test]
 fn repeated_runs_reuse_buffers_and_agree() {
     let (g, ..) = conv_bn_clip();
-    let mut plan = Plan::new(&g, &PlanOptions { threads: Some(2), ..Default::default() }).unwrap();
-    let x = Tensor::from_vec(&[1, 2, 2, 2], vec![0f32, 1.0, 2.0, 3.0, 4.0, -5.0, 6.0, 100.0]);
+    let mut plan = Plan::new(
+        &g,
+        &PlanOptions {
+            threads: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let x = Tensor::from_vec(
+        &[1, 2, 2, 2],
+        vec![0f32, 1.0, 2.0, 3.0, 4.0, -5.0, 6.0, 100.0],
+    );
     let a = plan.run_positional(&[&x]).unwrap();
     let b = plan.run_positional(&[&x]).unwrap();
     assert!(a[0].bit_eq(&b[0]));
@@ -133,11 +222,26 @@ fn eval_node_folds_constants() {
     let t = Tensor::from_vec(&[2, 3], vec![0f32; 6]);
     let s = eval_node(&Op::Shape(op::Shape::default()), 13, &[Some(&t)], 1).unwrap();
     assert_eq!(s[0].to_i64_vec().unwrap(), vec![2, 3]);
-    let g = eval_node(&Op::Gather(op::Gather { axis: 0 }), 13, &[Some(&s[0]), Some(&Tensor::scalar(1i64))], 1).unwrap();
+    let g = eval_node(
+        &Op::Gather(op::Gather { axis: 0 }),
+        13,
+        &[Some(&s[0]), Some(&Tensor::scalar(1i64))],
+        1,
+    )
+    .unwrap();
     assert_eq!(g[0].to_i64_vec().unwrap(), vec![3]);
-    let e = eval_node(&Op::Reshape(op::Reshape::default()), 13, &[Some(&t), Some(&Tensor::from_vec(&[1], vec![7i64]))], 1).unwrap_err();
+    let e = eval_node(
+        &Op::Reshape(op::Reshape::default()),
+        13,
+        &[Some(&t), Some(&Tensor::from_vec(&[1], vec![7i64]))],
+        1,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("Reshape: cannot reshape"), "{e}");
-    assert!(matches!(eval_node(&Op::Input, 13, &[], 1), Err(InterpError::Unsupported(_))));
+    assert!(matches!(
+        eval_node(&Op::Input, 13, &[], 1),
+        Err(InterpError::Unsupported(_))
+    ));
 }
 
 #[test]
@@ -146,20 +250,53 @@ fn odd_shapes_give_errors_not_panics() {
     let m = |s: &[usize]| Tensor::from_vec(s, vec![1f32; s.iter().product()]);
     let cases: Vec<(Op, Vec<Tensor>)> = vec![
         (Op::MatMul(op::MatMul {}), vec![m(&[2, 3]), m(&[4, 5])]),
-        (Op::Conv(op::Conv::default()), vec![m(&[1, 3, 4, 4]), m(&[2, 2, 3, 3])]),
-        (Op::Conv(op::Conv::default()), vec![m(&[1, 1, 2, 2]), m(&[1, 1, 5, 5])]),
+        (
+            Op::Conv(op::Conv::default()),
+            vec![m(&[1, 3, 4, 4]), m(&[2, 2, 3, 3])],
+        ),
+        (
+            Op::Conv(op::Conv::default()),
+            vec![m(&[1, 1, 2, 2]), m(&[1, 1, 5, 5])],
+        ),
         (Op::Conv(op::Conv::default()), vec![m(&[3]), m(&[1])]),
         (Op::Gemm(op::Gemm::default()), vec![m(&[2, 3]), m(&[2, 3])]),
-        (Op::Concat(op::Concat { axis: 1 }), vec![m(&[2, 3]), m(&[3, 3])]),
+        (
+            Op::Concat(op::Concat { axis: 1 }),
+            vec![m(&[2, 3]), m(&[3, 3])],
+        ),
         (Op::Concat(op::Concat { axis: 5 }), vec![m(&[2, 3])]),
-        (Op::Transpose(op::Transpose { perm: vec![0, 0] }), vec![m(&[2, 3])]),
+        (
+            Op::Transpose(op::Transpose { perm: vec![0, 0] }),
+            vec![m(&[2, 3])],
+        ),
         (Op::Softmax(op::Softmax { axis: 3 }), vec![m(&[2, 3])]),
         (Op::Add(op::Add {}), vec![m(&[2, 3]), m(&[4])]),
-        (Op::MaxPool(op::MaxPool { kernel_shape: vec![5, 5], ..Default::default() }), vec![m(&[1, 1, 2, 2])]),
-        (Op::Expand(op::Expand {}), vec![m(&[2, 3]), Tensor::from_vec(&[2], vec![4i64, 3])]),
-        (Op::ConstantOfShape(op::ConstantOfShape::default()), vec![Tensor::from_vec(&[3], vec![1i64 << 40, 1 << 40, 1 << 40])]),
-        (Op::Split(op::Split { axis: 0, split: Some(vec![1, 5]) }), vec![m(&[4])]),
-        (Op::BatchNormalization(op::BatchNormalization::default()), vec![m(&[1, 2, 2]), m(&[3]), m(&[3]), m(&[3]), m(&[3])]),
+        (
+            Op::MaxPool(op::MaxPool {
+                kernel_shape: vec![5, 5],
+                ..Default::default()
+            }),
+            vec![m(&[1, 1, 2, 2])],
+        ),
+        (
+            Op::Expand(op::Expand {}),
+            vec![m(&[2, 3]), Tensor::from_vec(&[2], vec![4i64, 3])],
+        ),
+        (
+            Op::ConstantOfShape(op::ConstantOfShape::default()),
+            vec![Tensor::from_vec(&[3], vec![1i64 << 40, 1 << 40, 1 << 40])],
+        ),
+        (
+            Op::Split(op::Split {
+                axis: 0,
+                split: Some(vec![1, 5]),
+            }),
+            vec![m(&[4])],
+        ),
+        (
+            Op::BatchNormalization(op::BatchNormalization::default()),
+            vec![m(&[1, 2, 2]), m(&[3]), m(&[3]), m(&[3]), m(&[3])],
+        ),
     ];
     for (op, ins) in cases {
         let refs: Vec<Option<&Tensor>> = ins.iter().map(Some).collect();
