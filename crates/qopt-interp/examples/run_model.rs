@@ -178,7 +178,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     if std::env::var_os("QOPT_PROFILE_STEPS").is_some() {
         let mut steps = plan.profile_steps();
-        steps.sort_by(|a, b| b.2.cmp(&a.2));
+        steps.sort_by_key(|s| std::cmp::Reverse(s.2));
         for (d, c, t) in steps.iter().take(40) {
             println!(
                 "  {:>9.3} ms  {d}",

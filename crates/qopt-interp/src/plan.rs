@@ -541,10 +541,10 @@ impl Plan {
                     match d {
                         Dim::Known(k) if *k as usize != n => return Err(mismatch()),
                         // "?" is how some exporters write an unknown dimension, not a name.
-                        Dim::Sym(name) if name != "?" => {
-                            if *syms.entry(name.as_str()).or_insert(n) != n {
-                                return Err(mismatch());
-                            }
+                        Dim::Sym(name)
+                            if name != "?" && *syms.entry(name.as_str()).or_insert(n) != n =>
+                        {
+                            return Err(mismatch());
                         }
                         _ => {}
                     }

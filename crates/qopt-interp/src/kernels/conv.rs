@@ -412,6 +412,7 @@ mod tests {
         y
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn geom(
         c_in: usize,
         c_out: usize,

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 pub fn applies(g: &ConvGeometry) -> bool {
     g.group > 1
         && g.group == g.c_in
-        && g.c_out % g.group == 0
+        && g.c_out.is_multiple_of(g.group)
         && g.in_sp.len() <= 2
         && g.pad_begin.iter().all(|&p| p >= 0)
 }
@@ -110,6 +110,7 @@ const LANES: usize = 8;
 /// `R` output rows x `LANES` columns from output row `oy`, column `x0`: all taps accumulated in
 /// registers, `R` independent accumulators so the FMA chains overlap.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn block<const R: usize>(
     geo: &Geo,
     phases: &[f32],

@@ -105,8 +105,8 @@ impl<const K: usize> Rows<K> {
         for i in (0..self.dims.len() - 1).rev() {
             let idx = r % self.dims[i];
             r /= self.dims[i];
-            for k in 0..K {
-                off[k] += idx * self.strides[k][i];
+            for (o, s) in off.iter_mut().zip(&self.strides) {
+                *o += idx * s[i];
             }
         }
         off

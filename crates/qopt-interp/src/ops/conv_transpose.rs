@@ -22,7 +22,7 @@ pub fn geometry(o: &ConvTranspose, xs: &[usize], ws: &[usize]) -> Result<ConvGeo
         bail!("group must be positive, got {}", o.group);
     }
     let group = o.group as usize;
-    if xs[1] != ws[0] || xs[1] % group != 0 {
+    if xs[1] != ws[0] || !xs[1].is_multiple_of(group) {
         bail!("X {xs:?}, W {ws:?} and group {group} do not agree");
     }
     let kernel = ws[2..].to_vec();

@@ -77,7 +77,7 @@ pub fn run(o: &Pad, inputs: &[Option<&Tensor>]) -> OpResult {
     let out = with_any_type!(x.dtype(), T => {
         let cv: T = match opt(inputs, 2) {
             Some(c) if c.len() == 1 => *c.view::<T>().ok_or_else(|| OpError(format!("constant_value type {} differs from data type {}", c.dtype(), x.dtype())))?.iter().next().expect("one"),
-            Some(c) if c.len() == 0 => T::from_f64(0.0),
+            Some(c) if c.is_empty() => T::from_f64(0.0),
             Some(c) => bail!("constant_value must be a scalar, got shape {:?}", c.shape()),
             None => T::from_f64(0.0),
         };

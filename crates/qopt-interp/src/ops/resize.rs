@@ -357,8 +357,8 @@ fn resize_impl(
             .map(|&a| super::axis(a, rank))
             .collect::<Result<_, _>>()?
     };
-    let sizes = sizes.filter(|t| t.len() > 0);
-    let scales = scales.filter(|t| t.len() > 0);
+    let sizes = sizes.filter(|t| !t.is_empty());
+    let scales = scales.filter(|t| !t.is_empty());
     let mut out = sh.clone();
     let mut sc = vec![1f64; rank];
     match (scales, sizes) {
@@ -413,7 +413,7 @@ fn resize_impl(
     }
     numel(&out)?;
     let roi_v: Vec<f64> = match roi {
-        Some(r) if r.len() > 0 && ctm == CoordTransform::TfCropAndResize => floats(r, "roi")?,
+        Some(r) if !r.is_empty() && ctm == CoordTransform::TfCropAndResize => floats(r, "roi")?,
         _ => vec![],
     };
     let plans: Vec<Option<AxisPlan>> = (0..rank)

@@ -39,7 +39,7 @@ pub fn reshape_shape(inp: &[usize], spec: &[i64], allowzero: bool) -> Result<Vec
     let total: usize = inp.iter().product();
     if let Some(i) = infer {
         let rest: usize = out.iter().product();
-        if rest == 0 || total % rest != 0 {
+        if rest == 0 || !total.is_multiple_of(rest) {
             bail!("cannot reshape {inp:?} to {spec:?}");
         }
         out[i] = total / rest;

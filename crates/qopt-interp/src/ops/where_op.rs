@@ -19,7 +19,7 @@ pub fn run(inputs: &[Option<&Tensor>]) -> OpResult {
     let cd = contig(cv);
     let out = with_any_type!(x.dtype(), T => {
         let (xd, yd) = (contig(x.view::<T>().expect("dtype")), contig(y.view::<T>().expect("dtype")));
-        let mut o: Vec<T> = vec![xd.first().or(yd.first()).copied().unwrap_or_else(|| zero::<T>()); n];
+        let mut o: Vec<T> = vec![xd.first().or(yd.first()).copied().unwrap_or_else(zero::<T>); n];
         ternary_map(&cd, c.shape(), &xd, x.shape(), &yd, y.shape(), &mut o, &osh, |c, a, b| if c { a } else { b });
         tensor(&osh, o)?
     });
