@@ -368,6 +368,16 @@ def clip6_model() -> onnx.ModelProto:
     return helper.make_model(g, opset_imports=opset(10), ir_version=5)
 
 
+def resize10_model() -> onnx.ModelProto:
+    """Resize-10 computes with asymmetric coordinates: qopt keeps it as a custom op."""
+    x = helper.make_tensor_value_info("x", F, [1, 1, 2, 3])
+    y = helper.make_tensor_value_info("y", F, [1, 1, 4, 6])
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    node = helper.make_node("Resize", ["x", "scales"], ["y"], name="resize10", mode="linear")
+    g = helper.make_graph([node], "resize_opset10", [x], [y], [scales])
+    return helper.make_model(g, opset_imports=opset(10), ir_version=5)
+
+
 def ir3_model() -> onnx.ModelProto:
     """IR version 3: initializers are listed as graph inputs too."""
     x = helper.make_tensor_value_info("x", F, [3])
@@ -406,6 +416,7 @@ def main() -> int:
     save(softmax_model(11), "softmax_opset11.onnx")
     save(softmax_model(13), "softmax_opset13.onnx")
     save(clip6_model(), "clip_opset10.onnx")
+    save(resize10_model(), "resize_opset10.onnx")
     save(ir3_model(), "ir3_initializer_inputs.onnx")
     save(unsorted_model(), "unsorted.onnx", check=False)
     return 0

@@ -37,9 +37,11 @@ impl Dim {
         }
     }
 
+    /// Product of two dims; unknown when it overflows or involves a symbol other than by 1.
     pub fn mul(&self, other: &Dim) -> Dim {
         match (self, other) {
-            (Dim::Known(a), Dim::Known(b)) => Dim::Known(a * b),
+            (Dim::Known(a), Dim::Known(b)) => a.checked_mul(*b).map_or(Dim::Unknown, Dim::Known),
+            (Dim::Known(0), _) | (_, Dim::Known(0)) => Dim::Known(0),
             (Dim::Known(1), d) | (d, Dim::Known(1)) => d.clone(),
             _ => Dim::Unknown,
         }
@@ -109,8 +111,11 @@ impl Shape {
     }
 
     /// Number of elements when every dim is known.
+    /// Number of elements when every dim is known and the product fits in `usize`.
     pub fn numel(&self) -> Option<usize> {
-        self.as_known().map(|v| v.iter().product())
+        self.as_known()?
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
     }
 
     pub fn dims(&self) -> &[Dim] {
@@ -171,6 +176,16 @@ mod tests {
         let n = Dim::Sym("N".into());
         assert_eq!(n.broadcast(&Dim::Sym("M".into())), Some(Dim::Unknown));
         assert_eq!(n.broadcast(&n), Some(n.clone()));
+    }
+
+    #[test]
+    fn products_do_not_overflow() {
+        // Regression: a model with absurd dims must not panic in debug builds.
+        let big = Dim::Known(u64::MAX);
+        assert_eq!(big.mul(&Dim::Known(2)), Dim::Unknown);
+        assert_eq!(Dim::Sym("N".into()).mul(&Dim::Known(0)), Dim::Known(0));
+        assert_eq!(Shape(vec![big.clone(), Dim::Known(2)]).numel(), None);
+        assert_eq!(Shape::known(&[2, 3]).numel(), Some(6));
     }
 
     #[test]

@@ -16,12 +16,8 @@ pub enum ImportError {
     },
     #[error("{file}: the file is empty, not an ONNX model")]
     Empty { file: String },
-    #[error("{file}: not a valid ONNX model (truncated or corrupt protobuf): {source}")]
-    Decode {
-        file: String,
-        #[source]
-        source: protobuf::Error,
-    },
+    #[error("{file}: not a valid ONNX model (truncated or corrupt protobuf): {msg}")]
+    Decode { file: String, msg: String },
     /// A problem with the model as a whole (no graph, missing opset import, ...).
     #[error("{file}: {msg}")]
     Model { file: String, msg: String },

@@ -29,7 +29,8 @@ mod opset;
 pub mod testing;
 
 pub use error::{ExportError, ImportError};
-pub use export::{DEFAULT_OPSET, ExportOptions, export, export_bytes, save, save_with};
+pub use export::{ExportOptions, export, export_bytes, save, save_with};
 pub use import::{ABSENT_OUTPUT_NOTE, ImportOptions, Imported, import, import_model, load};
 /// The ONNX protobuf messages, for callers that build or inspect models directly.
 pub use onnx_protobuf as proto;
+pub use opset::DEFAULT_OPSET;

@@ -12,7 +12,7 @@
 //! `Softmax`, `LogSoftmax` and `Hardmax` default to `axis = 1` before opset 13 and to -1 from 13.
 //! `Clip` took `min`/`max` as attributes before opset 11 and as inputs since.
 
-use qopt_ir::{Attr, Op};
+use qopt_ir::{Attr, Graph, ModelMeta, Op};
 
 /// An attribute that later opsets pass as an input.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -77,4 +77,51 @@ pub(crate) fn ir_version_for_opset(opset: i64) -> i64 {
         19..=20 => 9,
         _ => 10,
     }
+}
+
+/// The default-domain opset written for a graph that carries none (built in code, not imported).
+pub const DEFAULT_OPSET: i64 = 17;
+
+/// The metadata the exporter writes for `g`: its own, with what ONNX requires filled in: an
+/// opset import for the default domain when ops use it (or nothing is imported at all),
+/// version 1 of any other domain a node uses but the graph does not import, and an IR version
+/// matching the opset when there is none. The importer applies the same completion (with a
+/// warning per item), so an imported graph's metadata is what its export will say.
+pub(crate) fn completed_meta(g: &Graph) -> (ModelMeta, Vec<String>) {
+    let mut meta = g.meta.clone();
+    let mut notes = Vec::new();
+    let mut uses_onnx = false;
+    let mut custom: Vec<&str> = Vec::new();
+    for n in g.node_ids() {
+        let op = &g.node(n).op;
+        match op.domain() {
+            _ if op.is_source() => {}
+            "" | "ai.onnx" => uses_onnx = true,
+            d => custom.push(d),
+        }
+    }
+    custom.sort();
+    custom.dedup();
+    if meta.onnx_opset().is_none() && (uses_onnx || meta.opset_imports.is_empty()) {
+        meta.opset_imports.insert(0, (String::new(), DEFAULT_OPSET));
+        notes.push(format!(
+            "no opset import for the default ONNX domain; opset {DEFAULT_OPSET} assumed"
+        ));
+    }
+    for d in custom {
+        if !meta.opset_imports.iter().any(|(od, _)| od == d) {
+            meta.opset_imports.push((d.to_string(), 1));
+            notes.push(format!(
+                "nodes use domain '{d}', which the model does not import; version 1 assumed"
+            ));
+        }
+    }
+    if meta.ir_version <= 0 {
+        meta.ir_version = ir_version_for_opset(meta.onnx_opset().unwrap_or(DEFAULT_OPSET));
+        notes.push(format!(
+            "no IR version; {} assumed (the one that goes with the opset)",
+            meta.ir_version
+        ));
+    }
+    (meta, notes)
 }

@@ -255,3 +255,77 @@ pub fn graph_diff(a: &Graph, b: &Graph) -> Option<String> {
     }
     None
 }
+
+/// A Python that can import onnx, onnxruntime and numpy, for the cross-checks against
+/// ONNX Runtime: `$QOPT_PYTHON`, else `.venv/bin/python` at the workspace root. Prints a
+/// `SKIP:` line naming `what` and returns `None` when there is none.
+pub fn python_with_ort(what: &str) -> Option<PathBuf> {
+    let py = std::env::var_os("QOPT_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import onnx, onnxruntime, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Some(py)
+    } else {
+        eprintln!(
+            "SKIP: {what}: {} cannot import onnx, onnxruntime and numpy \
+             (set QOPT_PYTHON or run tools/test.sh, which creates .venv)",
+            py.display()
+        );
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qopt_ir::op::{Conv, Relu};
+    use qopt_ir::{DType, Shape, Tensor, TypeInfo};
+
+    fn graph(w: f32, pads: Vec<i64>) -> Graph {
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", TypeInfo::new(DType::F32, Shape::known(&[1, 1, 4, 4])));
+        let k = g.add_const("k", Tensor::from_vec(&[1, 1, 1, 1], vec![w]));
+        let c = g.add_simple(
+            "conv",
+            Conv {
+                pads,
+                ..Conv::default()
+            },
+            &[x, k],
+            "c",
+        );
+        let r = g.add_simple("relu", Relu {}, &[c], "r");
+        g.set_outputs(vec![r]);
+        g
+    }
+
+    #[test]
+    fn graph_diff_sees_every_kind_of_difference() {
+        let a = graph(1.0, vec![]);
+        assert_eq!(graph_diff(&a, &a.clone()), None);
+        // Tensors compare by bits: -0.0 is not 0.0.
+        let d = graph_diff(&graph(0.0, vec![]), &graph(-0.0, vec![])).unwrap();
+        assert!(d.contains("constants differ"), "{d}");
+        let d = graph_diff(&a, &graph(1.0, vec![1, 1, 1, 1])).unwrap();
+        assert!(d.contains("attributes differ"), "{d}");
+        let mut b = a.clone();
+        let relu = b.find_value("r").unwrap().node;
+        b.node_mut(relu).name = "relu2".into();
+        assert!(graph_diff(&a, &b).unwrap().contains("name/doc"));
+        let mut b = a.clone();
+        b.meta.producer_name = "x".into();
+        assert!(graph_diff(&a, &b).unwrap().contains("metadata"));
+        let mut b = a.clone();
+        let c = b.find_value("c").unwrap();
+        b.value_mut(c).ty = TypeInfo::new(DType::F32, Shape::known(&[1, 1, 4, 4]));
+        assert!(graph_diff(&a, &b).unwrap().contains("outputs"));
+        let mut b = a.clone();
+        let x = b.input_values()[0];
+        b.connect(x, relu, 0);
+        assert!(graph_diff(&a, &b).unwrap().contains("inputs"));
+    }
+}

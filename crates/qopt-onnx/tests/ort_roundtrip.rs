@@ -13,23 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn python() -> Option<PathBuf> {
-    let py = std::env::var_os("QOPT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
-    let ok = Command::new(&py)
-        .args(["-c", "import onnx, onnxruntime, numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        Some(py)
-    } else {
-        eprintln!(
-            "SKIP: ONNX Runtime round-trip check: {} cannot import onnx, onnxruntime and numpy \
-             (set QOPT_PYTHON or create .venv with tools/requirements.txt)",
-            py.display()
-        );
-        None
-    }
+    qopt_onnx::testing::python_with_ort("ONNX Runtime round-trip check")
 }
 
 /// Export `orig` to `out` and run the checker script; panics with its output on failure.
@@ -97,7 +81,7 @@ fn testdata_models_give_bit_identical_onnx_runtime_outputs() {
     for orig in &models {
         let out = dir.path().join(orig.file_name().unwrap());
         // metadata.onnx has dynamic non-batch dims.
-        let shapes = vec![("x".to_string(), vec![2, 3, 2, 2])];
+        let shapes = [("x".to_string(), vec![2, 3, 2, 2])];
         let shapes = if orig.ends_with("metadata.onnx") {
             &shapes[..]
         } else {

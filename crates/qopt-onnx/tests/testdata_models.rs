@@ -435,3 +435,22 @@ fn unsorted_nodes_are_imported_and_exported_sorted() {
     let names: Vec<&str> = e.graph.node.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["first", "second"]);
 }
+
+#[test]
+fn resize10_is_kept_as_a_custom_op() {
+    // Resize-10 computes like asymmetric coordinates, unlike the op table's Resize (opset 11+).
+    let m = load("resize_opset10.onnx");
+    let n = node_named(&m.graph, "resize10");
+    assert!(matches!(&m.graph.node(n).op, Op::Custom(c) if c.op_type == "Resize"));
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("Resize node 'resize10'") && w.contains("custom op")),
+        "{:?}",
+        m.warnings
+    );
+    assert_eq!(
+        export(&m.graph).graph.node,
+        proto("resize_opset10.onnx").graph.node
+    );
+}

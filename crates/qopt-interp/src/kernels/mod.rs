@@ -13,6 +13,7 @@ pub mod activation;
 pub mod conv;
 pub mod depthwise;
 pub mod gemm;
+pub mod int8;
 pub mod pool;
 pub mod simd;
 

@@ -19,16 +19,14 @@ pub use save::{save, save_with};
 
 use crate::error::ExportError;
 use crate::import::ABSENT_OUTPUT_NOTE;
-use crate::opset::ir_version_for_opset;
+use crate::opset::completed_meta;
 use encode::{encode_attr, encode_tensor, encode_value_info};
 use onnx_protobuf::{
     GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    ValueInfoProto,
 };
-use qopt_ir::{Graph, NodeId, Op, ValueId};
+use qopt_ir::{Graph, ModelMeta, NodeId, Op, ValueId};
 use std::collections::HashSet;
-
-/// The default-domain opset written for a graph that carries none (built in code, not imported).
-pub const DEFAULT_OPSET: i64 = 17;
 
 /// The largest protobuf message: 2 GiB - 1 (protobuf's signed 32-bit sizes).
 pub(crate) const MAX_PROTO_BYTES: u64 = i32::MAX as u64;
@@ -71,6 +69,8 @@ pub(crate) fn encode_model(m: &ModelProto) -> Result<Vec<u8>, ExportError> {
 struct Exporter<'g> {
     g: &'g Graph,
     order: Vec<NodeId>,
+    /// The graph's metadata completed with what ONNX requires.
+    meta: ModelMeta,
     opset: i64,
     /// Every value name, so generated initializer names are fresh.
     names: HashSet<String>,
@@ -98,10 +98,12 @@ impl<'g> Exporter<'g> {
                 }
             }
         }
-        let opset = g.meta.onnx_opset().unwrap_or(DEFAULT_OPSET);
+        let (meta, _) = completed_meta(g);
+        let opset = meta.onnx_opset().unwrap_or(crate::opset::DEFAULT_OPSET);
         Ok(Exporter {
             g,
             order,
+            meta,
             opset,
             names,
         })
@@ -233,11 +235,7 @@ impl<'g> Exporter<'g> {
             }
             input.push(encode_value_info(v));
         }
-        let ir_version = if g.meta.ir_version > 0 {
-            g.meta.ir_version
-        } else {
-            ir_version_for_opset(self.opset)
-        };
+        let ir_version = self.meta.ir_version;
         // Before IR version 4 every initializer had to be a graph input as well.
         if ir_version < 4 {
             for t in &initializers {
@@ -259,8 +257,19 @@ impl<'g> Exporter<'g> {
                 continue;
             }
             for (slot, v) in node.outputs.iter().enumerate() {
-                if v.ty.dtype.is_some() && !g.is_graph_output(ValueId::new(n, slot)) {
+                if g.is_graph_output(ValueId::new(n, slot)) {
+                    continue;
+                }
+                // ONNX Runtime refuses a value_info with element type 0: without a dtype, only
+                // the doc string is written.
+                if v.ty.dtype.is_some() {
                     value_info.push(encode_value_info(v));
+                } else if !v.doc.is_empty() {
+                    value_info.push(ValueInfoProto {
+                        name: v.name.clone(),
+                        doc_string: v.doc.clone(),
+                        ..Default::default()
+                    });
                 }
             }
         }
@@ -298,31 +307,13 @@ impl<'g> Exporter<'g> {
         })
     }
 
-    /// The graph's opset imports, plus the default domain and any domain a node uses that
-    /// the graph does not import yet (version 1, as ONNX Runtime's contrib ops expect).
     fn opset_imports(&self) -> Vec<OperatorSetIdProto> {
-        let mut opsets = self.g.meta.opset_imports.clone();
-        if self.g.meta.onnx_opset().is_none() {
-            opsets.insert(0, (String::new(), self.opset));
-        }
-        let mut used: Vec<&str> = self
-            .order
+        self.meta
+            .opset_imports
             .iter()
-            .map(|&n| self.g.node(n).op.domain())
-            .filter(|d| !d.is_empty() && *d != "ai.onnx")
-            .collect();
-        used.sort();
-        used.dedup();
-        for d in used {
-            if !opsets.iter().any(|(od, _)| od == d) {
-                opsets.push((d.to_string(), 1));
-            }
-        }
-        opsets
-            .into_iter()
             .map(|(domain, version)| OperatorSetIdProto {
-                domain,
-                version,
+                domain: domain.clone(),
+                version: *version,
                 ..Default::default()
             })
             .collect()

@@ -27,7 +27,7 @@ pub fn save(g: &Graph, path: impl AsRef<Path>) -> Result<(), ExportError> {
 }
 
 /// Export a graph to `path`; tensors go to `<file>.data` when they total more than
-/// `opts.external_data_threshold` bytes or would not fit in one protobuf.
+/// `opts.external_data_threshold` bytes or the model would not fit in one protobuf.
 pub fn save_with(
     g: &Graph,
     path: impl AsRef<Path>,
@@ -39,13 +39,17 @@ pub fn save_with(
         move |source| ExportError::Io { file, source }
     };
     let mut model = export(g, opts)?;
+    let too_large = {
+        use onnx_protobuf::Message;
+        model.compute_size() > MAX_PROTO_BYTES
+    };
     let graph = model.graph.as_mut().expect("export always writes a graph");
     let tensor_bytes: u64 = graph
         .initializer
         .iter()
         .map(|t| t.raw_data.len() as u64)
         .sum();
-    if tensor_bytes > opts.external_data_threshold || tensor_bytes > MAX_PROTO_BYTES / 2 {
+    if tensor_bytes > opts.external_data_threshold || too_large {
         let file_name = path.file_name().ok_or_else(|| {
             ExportError::Graph(format!("output path {} has no file name", path.display()))
         })?;

@@ -62,9 +62,63 @@ pub fn import(bytes: &[u8], opts: ImportOptions) -> Result<Imported, ImportError
     if bytes.is_empty() {
         return Err(ImportError::Empty { file });
     }
-    let model = ModelProto::parse_from_bytes(bytes)
-        .map_err(|source| ImportError::Decode { file, source })?;
+    let decode = |msg: String| ImportError::Decode {
+        file: file.clone(),
+        msg,
+    };
+    check_top_level_lengths(bytes).map_err(decode)?;
+    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| decode(e.to_string()))?;
     import_model(&model, opts)
+}
+
+/// Check that every length-delimited field at the top level of the message fits in `bytes`.
+///
+/// rust-protobuf 3.4 reads a top-level message with no length limit, so a nested message
+/// whose length runs past the end of a truncated file is parsed up to the end of the file and
+/// accepted: a model cut in the middle of its graph would import as a smaller graph. Nested
+/// fields are checked by the parser itself (a length past the enclosing message's end is
+/// refused), so checking the top level closes the hole.
+fn check_top_level_lengths(bytes: &[u8]) -> Result<(), String> {
+    fn varint(b: &[u8], pos: &mut usize) -> Result<u64, String> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let Some(&byte) = b.get(*pos) else {
+                return Err(format!("the file ends inside a varint at byte {pos}"));
+            };
+            *pos += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(format!("malformed varint before byte {pos}"))
+    }
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let start = pos;
+        let tag = varint(bytes, &mut pos)?;
+        let skip = match tag & 7 {
+            0 => {
+                varint(bytes, &mut pos)?;
+                0
+            }
+            1 => 8,
+            5 => 4,
+            2 => varint(bytes, &mut pos)?,
+            // Groups (3, 4) carry no length; the parser checks them and what they hold.
+            3 | 4 => 0,
+            w => return Err(format!("invalid wire type {w} at byte {start}")),
+        };
+        let remaining = (bytes.len() - pos) as u64;
+        if skip > remaining {
+            return Err(format!(
+                "field {} at byte {start} needs {skip} bytes but the file has {remaining} left",
+                tag >> 3
+            ));
+        }
+        pos += skip as usize;
+    }
+    Ok(())
 }
 
 /// Import an already parsed model.
@@ -240,8 +294,9 @@ impl Importer<'_> {
         }
         if uses_onnx && self.opset < 11 {
             self.warnings.push(format!(
-                "opset {} is older than 11, the oldest qopt supports; ops whose attributes \
-                 changed since are imported as custom ops",
+                "opset {} is older than 11, the oldest qopt supports; imported on a best-effort \
+                 basis (Clip bounds become inputs; Resize-10 and ops with attributes later \
+                 opsets removed are kept as custom ops)",
                 self.opset
             ));
         }
@@ -265,6 +320,9 @@ impl Importer<'_> {
         self.read_initializers(graph)?;
         let pending = self.read_nodes(graph)?;
         self.connect(graph, pending)?;
+        let (meta, notes) = opset::completed_meta(&self.g);
+        self.g.meta = meta;
+        self.warnings.extend(notes);
         self.read_value_types(graph)?;
         self.fold_moved_inputs()?;
         verify(&self.g).map_err(|e| self.model_err(e.to_string()))?;
@@ -550,14 +608,27 @@ impl Importer<'_> {
                 _ => {}
             }
         }
-        match Op::from_parts(domain, &np.op_type, &attrs) {
-            Ok(op) => Ok((op, extra)),
-            Err(AttrError::Missing(name)) => {
-                Err(self.node_err(desc, format!("missing required attribute '{name}'")))
+        // Resize-10 has Resize-11's attributes but computes like `asymmetric` coordinates
+        // (onnx Changelog.md, Resize-11): the op table's Resize would misread it.
+        let parts: Result<Op, String> = if domain.is_empty()
+            && np.op_type == "Resize"
+            && self.opset < 11
+        {
+            Err("Resize before opset 11 computes differently from the op table's Resize".into())
+        } else {
+            match Op::from_parts(domain, &np.op_type, &attrs) {
+                Ok(op) => Ok(op),
+                Err(AttrError::Missing(name)) => {
+                    return Err(self.node_err(desc, format!("missing required attribute '{name}'")));
+                }
+                Err(e) => Err(e.to_string()),
             }
-            Err(e) => {
+        };
+        match parts {
+            Ok(op) => Ok((op, extra)),
+            Err(why) => {
                 self.warnings.push(format!(
-                    "{desc}: {e}; imported as a custom op and exported unchanged"
+                    "{desc}: {why}; imported as a custom op and exported unchanged"
                 ));
                 let op = Op::Custom(Box::new(Custom {
                     domain: domain.to_string(),
@@ -713,6 +784,12 @@ impl Importer<'_> {
                 continue;
             };
             match decode_type(vi.type_.as_ref()) {
+                // ONNX Runtime refuses element type 0 in value_info, so the exporter writes an
+                // intermediate value's type only with its element type: a shape alone is dropped.
+                Ok(ty) if ty.dtype.is_none() && ty.shape.is_some() => self.warnings.push(format!(
+                    "value_info of '{}' has a shape but no element type; ignored",
+                    vi.name
+                )),
                 Ok(ty) => self.set_type(v, ty),
                 Err(m) => self.warnings.push(format!(
                     "value_info of '{}': {m}; its type is left unknown",
@@ -784,5 +861,24 @@ impl Importer<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_level_lengths_must_fit_the_file() {
+        // ir_version = 8, then graph (field 7) announcing 3 bytes.
+        assert!(check_top_level_lengths(&[0x08, 0x08, 0x3a, 0x03, 1, 2, 3]).is_ok());
+        let e = check_top_level_lengths(&[0x08, 0x08, 0x3a, 0x03, 1, 2]).unwrap_err();
+        assert!(e.contains("field 7 at byte 2 needs 3 bytes"), "{e}");
+        assert!(check_top_level_lengths(&[0x08]).is_err(), "varint cut off");
+        assert!(check_top_level_lengths(&[0x0f]).is_err(), "wire type 7");
+        assert!(
+            check_top_level_lengths(&[0x09, 1, 2]).is_err(),
+            "fixed64 cut off"
+        );
     }
 }

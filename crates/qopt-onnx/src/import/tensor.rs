@@ -301,3 +301,105 @@ pub(crate) fn decode_sparse(s: &SparseTensorProto, dir: DataDir<'_>) -> Result<D
 pub(crate) fn type_name(code: i32) -> String {
     format!("{} ({code})", onnx_type_name(code))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onnx_protobuf::StringStringEntryProto;
+
+    fn t(data_type: i32, dims: &[i64]) -> TensorProto {
+        TensorProto {
+            data_type,
+            dims: dims.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn decode(p: &TensorProto) -> Result<Tensor, String> {
+        match decode_tensor(p, DataDir(None))? {
+            Decoded::Tensor(t) => Ok(t),
+            Decoded::Unsupported(c) => Err(format!("unsupported {c}")),
+        }
+    }
+
+    #[test]
+    fn shapes_are_checked_before_allocating() {
+        assert_eq!(checked_shape(&[2, 3], 4), Ok((vec![2, 3], 6)));
+        assert_eq!(checked_shape(&[], 4), Ok((vec![], 1)));
+        // Zero elements, but ndarray would still refuse the huge non-zero dims.
+        assert!(checked_shape(&[0, 1 << 62, 1 << 62], 4).is_err());
+        assert!(checked_shape(&[1 << 61], 8).is_err());
+        assert!(checked_shape(&[3, -1], 4).is_err());
+    }
+
+    #[test]
+    fn typed_field_conventions() {
+        // onnx.proto: BOOL in int32_data, any non-zero is true; FLOAT16 bit patterns.
+        let mut b = t(9, &[3]);
+        b.int32_data = vec![0, 1, 7];
+        assert_eq!(decode(&b).unwrap().to_i64_vec().unwrap(), vec![0, 1, 1]);
+        let mut h = t(10, &[2]);
+        h.int32_data = vec![0x3c00, 0xc000]; // 1.0 and -2.0 in IEEE half precision
+        assert_eq!(decode(&h).unwrap().to_f64_vec(), vec![1.0, -2.0]);
+        // Unsupported element types are reported, not decoded.
+        assert!(matches!(
+            decode_tensor(&t(5, &[1]), DataDir(None)),
+            Ok(Decoded::Unsupported(5))
+        ));
+        // Zero elements need no data at all.
+        assert_eq!(decode(&t(7, &[0])).unwrap().shape(), &[0]);
+    }
+
+    #[test]
+    fn sparse_indices_are_bounds_checked() {
+        let values = TensorProto {
+            raw_data: 1f32.to_le_bytes().to_vec(),
+            ..t(1, &[1])
+        };
+        let sparse = |indices: Vec<i64>, idims: &[i64]| SparseTensorProto {
+            values: Some(values.clone()).into(),
+            indices: Some(TensorProto {
+                int64_data: indices,
+                ..t(7, idims)
+            })
+            .into(),
+            dims: vec![2, 2],
+            ..Default::default()
+        };
+        let ok = decode_sparse(&sparse(vec![3], &[1]), DataDir(None)).unwrap();
+        let Decoded::Tensor(d) = ok else { panic!() };
+        assert_eq!(d.to_f64_vec(), vec![0.0, 0.0, 0.0, 1.0]);
+        let coords = decode_sparse(&sparse(vec![1, 0], &[1, 2]), DataDir(None)).unwrap();
+        let Decoded::Tensor(d) = coords else { panic!() };
+        assert_eq!(d.to_f64_vec(), vec![0.0, 0.0, 1.0, 0.0]);
+        for (idx, dims) in [(vec![4], &[1][..]), (vec![-1], &[1]), (vec![2, 0], &[1, 2])] {
+            let e = decode_sparse(&sparse(idx, dims), DataDir(None)).unwrap_err();
+            assert!(e.contains("out of range"), "{e}");
+        }
+        let e = decode_sparse(&sparse(vec![0, 1], &[2]), DataDir(None)).unwrap_err();
+        assert!(e.contains("do not match"), "{e}");
+    }
+
+    #[test]
+    fn symlinks_cannot_lead_external_data_out_of_the_folder() {
+        let outside_dir = tempfile::tempdir().unwrap();
+        let outside = outside_dir.path();
+        std::fs::write(outside.join("w.bin"), [0u8; 8]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let model_dir = dir.path();
+        std::os::unix::fs::symlink(outside.join("w.bin"), model_dir.join("w.bin")).unwrap();
+        let mut p = t(1, &[2]);
+        p.data_location = DataLocation::EXTERNAL.into();
+        p.external_data = vec![StringStringEntryProto {
+            key: "location".into(),
+            value: "w.bin".into(),
+            ..Default::default()
+        }];
+        let e = decode_tensor(&p, DataDir(Some(model_dir))).unwrap_err();
+        assert!(e.contains("outside the model's folder"), "{e}");
+        // The same file inside the folder is fine.
+        std::fs::remove_file(model_dir.join("w.bin")).unwrap();
+        std::fs::write(model_dir.join("w.bin"), [0u8; 8]).unwrap();
+        assert!(decode_tensor(&p, DataDir(Some(model_dir))).is_ok());
+    }
+}

@@ -1,0 +1,130 @@
+//! `kl`: TensorRT's EntropyCalibration2 threshold search on the histogram of |x|.
+//!
+//! Source: Szymon Migacz, "8-bit Inference with TensorRT", GTC 2017 (the published
+//! pseudo-code), as DESIGN.md §6 restates it:
+//!
+//! ```text
+//! for i in 128 ..= N:                      (N = histogram bins, 2048 by default)
+//!     P = bins[0 .. i];  P[i-1] += sum(bins[i ..])          (outliers into the last bin)
+//!     Q = bins[0 .. i] merged into 128 levels, each level's count spread evenly
+//!         over the bins of the level where P is non-zero (zero where P is zero)
+//!     divergence[i] = KL(normalize(P) || normalize(Q))
+//! threshold = (m + 0.5) * bin_width, m = argmin divergence (first minimum)
+//! ```
+//!
+//! Choices the slides leave open, made as NVIDIA's pytorch-quantization
+//! (`calib/max.py`/`histogram.py` `_compute_amax_entropy`) or MXNet do: bin `j` of `i` goes to
+//! level `floor(j * levels / i)` (pytorch-quantization's `np.digitize` over
+//! `linspace(0, i, levels + 1)`, so a remainder spreads evenly rather than piling into the last
+//! level); the non-zero pattern for the expansion is P's (MXNet), so the last bin, which holds
+//! the outliers, always gets a share of Q. Exact zeros are left out of bin 0: after a ReLU half
+//! the values are 0, and that spike alone would drag the threshold to a fraction of the range
+//! (MNN skips zero bins; pytorch-quantization flattens bin 0 for the same reason). The
+//! candidates stop at the last non-empty bin: qopt's power-of-two histograms may have empty
+//! bins above the maximum (see `crate::histogram`), and a threshold beyond the data is never
+//! useful. Levels are `2^(bits-1)` (128 for 8 bits).
+
+/// KL divergence of the candidate keeping `i` bins; `None` when Q is zero where P is not.
+fn divergence(bins: &[u64], i: usize, levels: usize, total: f64) -> Option<f64> {
+    let outliers: u64 = bins[i..].iter().sum();
+    let p = |j: usize| bins[j] as f64 + if j == i - 1 { outliers as f64 } else { 0.0 };
+    // Level sums of the unclipped bins and the number of P-non-zero bins per level.
+    let mut level_sum = vec![0.0f64; levels];
+    let mut level_nonzero = vec![0u32; levels];
+    for (j, &b) in bins[..i].iter().enumerate() {
+        let l = j * levels / i;
+        level_sum[l] += b as f64;
+        level_nonzero[l] += (p(j) > 0.0) as u32;
+    }
+    let q_total: f64 = level_sum.iter().sum();
+    if q_total == 0.0 {
+        return None;
+    }
+    let mut kl = 0.0;
+    for j in 0..i {
+        let pj = p(j);
+        if pj == 0.0 {
+            continue;
+        }
+        let l = j * levels / i;
+        let qj = level_sum[l] / level_nonzero[l] as f64;
+        if qj == 0.0 {
+            return None;
+        }
+        let (pn, qn) = (pj / total, qj / q_total);
+        kl += pn * (pn / qn).ln();
+    }
+    Some(kl)
+}
+
+/// The TensorRT entropy search. `bins` is the histogram of |x| without exact zeros; returns
+/// the number of bins `m` kept by the best candidate, or `None` when the data occupies at most
+/// `levels` bins (nothing to clip: the caller uses the maximum).
+pub fn kl_bins(bins: &[u64], levels: usize) -> Option<usize> {
+    let n = crate::histogram::occupied_len(bins);
+    let levels = levels.max(1);
+    if n <= levels {
+        return None;
+    }
+    let total: f64 = bins[..n].iter().map(|&c| c as f64).sum();
+    let mut best: Option<(f64, usize)> = None;
+    for i in levels..=n {
+        if let Some(d) = divergence(&bins[..n], i, levels, total)
+            && best.is_none_or(|(b, _)| d < b)
+        {
+            best = Some((d, i));
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+/// The `kl` threshold (in value units) for a histogram of |x| over `[0, hi)` whose bin 0
+/// holds `zeros` exact zeros, or `None` when there is nothing to clip.
+pub fn kl_threshold(counts: &[u64], bin_width: f64, zeros: u64, levels: usize) -> Option<f64> {
+    let mut bins = counts.to_vec();
+    if let Some(b0) = bins.first_mut() {
+        *b0 = b0.saturating_sub(zeros);
+    }
+    kl_bins(&bins, levels).map(|m| (m as f64 + 0.5) * bin_width)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_keeps_the_whole_range() {
+        // Uniform |x|: clipping only adds error, and Q reproduces P exactly at i = N
+        // (every level holds the same number of equal bins): divergence 0 there and > 0 for
+        // every clipped candidate, whose last bin holds the outliers.
+        let bins = vec![100u64; 2048];
+        assert_eq!(kl_bins(&bins, 128), Some(2048));
+    }
+
+    #[test]
+    fn outliers_are_clipped() {
+        // A triangle on bins 0..1000 plus a few far outliers at bin 2000: KL must clip well
+        // below the outliers (the reason the method exists).
+        let mut bins = vec![0u64; 2048];
+        for (j, b) in bins.iter_mut().enumerate().take(1000) {
+            *b = (1000 - j) as u64 * 10;
+        }
+        bins[2000] = 3;
+        let m = kl_bins(&bins, 128).unwrap();
+        assert!(m < 1100, "threshold bin {m}");
+        // Exact zeros do not change the answer: they are removed from bin 0.
+        let mut with_zeros = bins.clone();
+        with_zeros[0] += 1_000_000;
+        assert_eq!(
+            kl_threshold(&with_zeros, 1.0, 1_000_000, 128),
+            Some(m as f64 + 0.5)
+        );
+    }
+
+    #[test]
+    fn narrow_data_is_not_clipped() {
+        let mut bins = vec![0u64; 2048];
+        bins[..100].iter_mut().for_each(|b| *b = 5);
+        assert_eq!(kl_bins(&bins, 128), None);
+    }
+}

@@ -1,0 +1,90 @@
+//! Command-line definition (clap derive). Doc comments are the help text.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// qopt quantizes ONNX models to INT8 for TensorRT, TFLite, MindSpore and ONNX Runtime.
+///
+/// Without a subcommand, qopt reads INPUT (.onnx or .qir), runs the pass pipeline and
+/// writes OUTPUT (.onnx or .qir, by extension), or prints the graph as .qir text.
+#[derive(Parser, Debug)]
+#[command(name = "qopt", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub opt: OptArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Summarise a model: inputs, outputs, op histogram, parameter count, opset.
+    Inspect {
+        /// The model (.onnx or .qir).
+        model: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct OptArgs {
+    /// The model to transform (.onnx or .qir).
+    pub input: Option<PathBuf>,
+
+    /// Where to write the result (.onnx or .qir); without it the graph is printed as .qir text.
+    #[arg(short, long, value_name = "OUTPUT")]
+    pub output: Option<PathBuf>,
+
+    /// The pass pipeline, e.g. `fuse,calib{method=kl},qdq` (see --list-passes).
+    #[arg(long, value_name = "PIPELINE")]
+    pub passes: Option<String>,
+
+    /// The deployment target whose rules the passes follow.
+    #[arg(long, value_name = "TARGET", default_value = "onnxruntime")]
+    pub target: String,
+
+    /// Calibration data: a folder of images or .npy files, a .npy/.npz file, or random:N.
+    #[arg(long, value_name = "SOURCE")]
+    pub calib: Option<String>,
+
+    /// Pin an input's shape, e.g. `--input-shape x=1,3,640,640` (repeatable).
+    #[arg(long = "input-shape", value_name = "NAME=D0,D1,...")]
+    pub input_shape: Vec<String>,
+
+    /// List the registered passes with their options, and exit.
+    #[arg(long)]
+    pub list_passes: bool,
+
+    /// Worker threads for passes that compute (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Print notes explaining what passes did.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    #[command(flatten)]
+    pub instr: InstrArgs,
+}
+
+/// Debugging the pipeline, after LLVM's `-print-after` family.
+#[derive(Args, Debug, Default)]
+pub struct InstrArgs {
+    /// Print the graph to stderr after every pass.
+    #[arg(long)]
+    pub print_after_all: bool,
+    /// Print the graph to stderr before every pass.
+    #[arg(long)]
+    pub print_before_all: bool,
+    /// Print the graph to stderr after these passes (comma-separated names).
+    #[arg(long, value_name = "PASSES", value_delimiter = ',')]
+    pub print_after: Vec<String>,
+    /// Print the graph to stderr before these passes (comma-separated names).
+    #[arg(long, value_name = "PASSES", value_delimiter = ',')]
+    pub print_before: Vec<String>,
+    /// Stop the pipeline after this pass.
+    #[arg(long, value_name = "PASS")]
+    pub stop_after: Option<String>,
+    /// Report the wall time of every pass on stderr.
+    #[arg(long)]
+    pub time_passes: bool,
+}

@@ -1,0 +1,14 @@
+//! One module per command.
+
+mod inspect;
+mod opt;
+
+use crate::app::{Cli, Command};
+use crate::error::CliError;
+
+pub fn dispatch(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Some(Command::Inspect { model }) => inspect::run(&model),
+        None => opt::run(cli.opt),
+    }
+}
