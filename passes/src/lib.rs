@@ -1,18 +1,23 @@
 //! qopt's passes, one file (or folder) each, and [`registry()`]: the table of every pass with its
 //! name, summary and options (DESIGN.md §4).
 
+pub mod calib_inputs;
+pub mod collect;
 pub mod const_fold;
 pub mod dce;
 pub mod fold_bias;
 pub mod fuse;
+pub mod observe;
 pub mod shape_infer;
 pub mod target;
+pub mod thresholds;
+pub mod thresholds_auto;
 
 /// The `--calib SOURCE` argument, as given; the calibration passes interpret it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CalibSourceArg(pub String);
 
-use qopt_pass::{PassInfo, Registry};
+use qopt_pass::{AliasInfo, PassInfo, Registry};
 
 /// Every registered pass and alias.
 pub fn registry() -> Registry {
@@ -46,6 +51,29 @@ pub fn registry() -> Registry {
         summary: "fold a constant Add/Sub after Conv/Gemm/MatMul into the bias input",
         options: &[],
         create: |_| Ok(Box::new(fold_bias::FoldBias)),
+    });
+    r.register(PassInfo {
+        name: "observe",
+        summary: "put an Observer on every activation the target quantizes (--keep-fp32 skips values)",
+        options: observe::OPTIONS,
+        create: observe::Observe::create,
+    });
+    r.register(PassInfo {
+        name: "collect",
+        summary: "run the calibration data (--calib, --load-stats) through the fp32 interpreter into the observers",
+        options: collect::OPTIONS,
+        create: collect::Collect::create,
+    });
+    r.register(PassInfo {
+        name: "thresholds",
+        summary: "choose each observed value's @range by a calibration method, remove the observers",
+        options: thresholds::OPTIONS,
+        create: thresholds::Thresholds::create,
+    });
+    r.register_alias(AliasInfo {
+        name: "calib",
+        summary: "calibrate: observe, collect and thresholds in one step",
+        expansion: &["observe", "collect", "thresholds"],
     });
     r
 }

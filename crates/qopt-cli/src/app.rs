@@ -65,10 +65,6 @@ pub struct OptArgs {
     #[arg(long, value_name = "TARGET", default_value = "onnxruntime")]
     pub target: String,
 
-    /// Calibration data: a folder of images or .npy files, a .npy/.npz file, or random:N.
-    #[arg(long, value_name = "SOURCE")]
-    pub calib: Option<String>,
-
     /// Pin an input's shape, e.g. `--input-shape x=1,3,640,640` (repeatable).
     #[arg(long = "input-shape", value_name = "NAME=D0,D1,...")]
     pub input_shape: Vec<String>,
@@ -86,7 +82,85 @@ pub struct OptArgs {
     pub verbose: bool,
 
     #[command(flatten)]
+    pub calib: CalibArgs,
+
+    #[command(flatten)]
     pub instr: InstrArgs,
+}
+
+/// Calibration (the `observe`, `collect` and `thresholds` passes, or `calib` for all three).
+#[derive(Args, Debug, Default)]
+pub struct CalibArgs {
+    /// Calibration data: a folder of images (PNG, JPEG) or of .npy/.npz files (one sample
+    /// each), one .npy/.npz file whose first axis indexes the samples, or
+    /// `random:N{seed=S}` for smoke tests.
+    #[arg(long, value_name = "SOURCE")]
+    pub calib: Option<String>,
+
+    /// Use only the first N calibration samples (in file-name order).
+    #[arg(long, value_name = "N")]
+    pub calib_limit: Option<String>,
+
+    /// Collect only the samples whose index is I modulo K (split one source across K
+    /// processes, then merge their --save-stats files with --load-stats).
+    #[arg(long, value_name = "I/K")]
+    pub calib_shard: Option<String>,
+
+    /// Image preprocessing: a preset (imagenet, ppocr, ppocr-cls, ppocr-det, none), optionally
+    /// followed by key=value,... (resize, crop, scale, mean, std, order=rgb|bgr,
+    /// layout=nchw|nhwc, height, width, max-side, multiple). Default: imagenet.
+    #[arg(long, value_name = "PRESET|KEY=VALUE,...")]
+    pub preprocess: Option<String>,
+
+    /// Fail on a calibration sample with NaN/Inf values instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Write the collected statistics to FILE (JSON), for --load-stats.
+    #[arg(long, value_name = "FILE")]
+    pub save_stats: Option<String>,
+
+    /// Merge statistics saved by --save-stats (several files, e.g. one per shard, merge
+    /// exactly). Put the model before this option, or end the list with another option.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub load_stats: Vec<String>,
+
+    /// Use METHOD for the values whose name, or whose node's name, matches the regex PATTERN
+    /// entirely (repeatable; the first match wins), e.g. 'backbone\..*=percentile{p=99.9}'.
+    #[arg(long = "override", value_name = "PATTERN=METHOD")]
+    pub overrides: Vec<String>,
+
+    /// Leave the values matching PATTERN (value or node name, regex) in fp32 (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub keep_fp32: Vec<String>,
+
+    /// No progress bar or progress lines.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl CalibArgs {
+    /// The options as (name, value) pairs in the spelling `calib_inputs::apply_option` takes.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut v: Vec<(&'static str, String)> = Vec::new();
+        let one = |v: &mut Vec<(&'static str, String)>, k, x: &Option<String>| {
+            if let Some(x) = x {
+                v.push((k, x.clone()));
+            }
+        };
+        one(&mut v, "calib", &self.calib);
+        one(&mut v, "calib-limit", &self.calib_limit);
+        one(&mut v, "calib-shard", &self.calib_shard);
+        one(&mut v, "preprocess", &self.preprocess);
+        one(&mut v, "save-stats", &self.save_stats);
+        if self.strict {
+            v.push(("strict", String::new()));
+        }
+        v.extend(self.load_stats.iter().map(|f| ("load-stats", f.clone())));
+        v.extend(self.overrides.iter().map(|o| ("override", o.clone())));
+        v.extend(self.keep_fp32.iter().map(|p| ("keep-fp32", p.clone())));
+        v
+    }
 }
 
 /// Debugging the pipeline, after LLVM's `-print-after` family.

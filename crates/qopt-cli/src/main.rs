@@ -3,6 +3,7 @@
 mod app;
 mod cmd;
 mod error;
+mod progress;
 
 use clap::Parser;
 

@@ -2,8 +2,11 @@
 //! `-split-input-file` tests and Cranelift's filetests.
 //!
 //! Each file `testdata/passes/<pass>/<case>.qir` starts with a line
-//! `# RUN: --passes=PIPELINE [--target=T] [--input-shape NAME=D0,D1,...]` and holds one or
-//! more graphs separated by lines `# -----`. Every graph is parsed, run through the
+//! `# RUN: --passes=PIPELINE [--target=T] [--input-shape=NAME=D0,D1,...] [--OPTION[=VALUE]...]`
+//! and holds one or more graphs separated by lines `# -----`. Other options are the
+//! calibration options of the CLI (`--calib=random:4{seed=1}`, `--keep-fp32=PATTERN`, ...),
+//! applied by `qopt::passes::calib_inputs::apply_option`, the function the CLI uses. A value
+//! may hold spaces inside braces; `%S` in a value is the case file's folder (as in LLVM lit). Every graph is parsed, run through the
 //! pipeline and printed; the text (or `error: ...` when the pipeline fails) is compared
 //! with the insta snapshot `testdata/passes/<pass>/snapshots/<case>@<n>.snap`.
 //! Adding a case needs no Rust code. Review changes with `cargo insta review`; accept
@@ -17,6 +20,8 @@ struct RunLine {
     passes: String,
     target: String,
     shapes: Vec<(String, Vec<Dim>)>,
+    /// Further `--name[=value]` options, for the pass context.
+    options: Vec<(String, String)>,
 }
 
 fn parse_run_line(path: &Path, line: &str) -> RunLine {
@@ -30,37 +35,46 @@ fn parse_run_line(path: &Path, line: &str) -> RunLine {
         passes: String::new(),
         target: "onnxruntime".into(),
         shapes: vec![],
+        options: vec![],
     };
-    let mut words = rest.split_whitespace().peekable();
+    let folder = path.parent().expect("case folder").display().to_string();
+    let mut words = rest.split_whitespace();
     while let Some(w) = words.next() {
-        if let Some(p) = w.strip_prefix("--passes=") {
-            // A pipeline may contain spaces inside {...}: take words until braces balance.
-            let mut p = p.to_string();
-            while p.matches('{').count() > p.matches('}').count() {
-                match words.next() {
-                    Some(more) => {
-                        p.push(' ');
-                        p.push_str(more);
-                    }
-                    None => break,
+        let Some(opt) = w.strip_prefix("--") else {
+            panic!(
+                "{}: RUN option '{w}' does not start with --",
+                path.display()
+            );
+        };
+        let (name, value) = opt.split_once('=').unwrap_or((opt, ""));
+        // A value may contain spaces inside {...}: take words until braces balance.
+        let mut value = value.to_string();
+        while value.matches('{').count() > value.matches('}').count() {
+            match words.next() {
+                Some(more) => {
+                    value.push(' ');
+                    value.push_str(more);
                 }
+                None => break,
             }
-            run.passes = p;
-        } else if let Some(t) = w.strip_prefix("--target=") {
-            run.target = t.to_string();
-        } else if let Some(s) = w.strip_prefix("--input-shape=") {
-            let (name, dims) = s.rsplit_once('=').expect("NAME=dims");
-            let dims = dims
-                .split(',')
-                .map(|d| {
-                    d.parse()
-                        .map(Dim::Known)
-                        .unwrap_or_else(|_| Dim::Sym(d.to_string()))
-                })
-                .collect();
-            run.shapes.push((name.to_string(), dims));
-        } else {
-            panic!("{}: unknown RUN option '{w}'", path.display());
+        }
+        let value = value.replace("%S", &folder);
+        match name {
+            "passes" => run.passes = value,
+            "target" => run.target = value,
+            "input-shape" => {
+                let (name, dims) = value.rsplit_once('=').expect("NAME=dims");
+                let dims = dims
+                    .split(',')
+                    .map(|d| {
+                        d.parse()
+                            .map(Dim::Known)
+                            .unwrap_or_else(|_| Dim::Sym(d.to_string()))
+                    })
+                    .collect();
+                run.shapes.push((name.to_string(), dims));
+            }
+            _ => run.options.push((name.to_string(), value)),
         }
     }
     assert!(
@@ -110,6 +124,11 @@ fn run_case(path: &Path, run: &RunLine, first_line: usize, src: &str) -> String 
     };
     let mut cx = PassContext::new();
     cx.insert(qopt::passes::target::Target::from_name(&run.target).expect("known target"));
+    for (name, value) in &run.options {
+        if let Err(e) = qopt::passes::calib_inputs::apply_option(&mut cx, name, value) {
+            return format!("error: --{name}: {e}\n");
+        }
+    }
     match pipeline.run(&mut g, &mut cx) {
         Ok(()) => g.to_string(),
         Err(e) => format!("error: {e}\n"),

@@ -2,14 +2,27 @@
 
 use crate::app::OptArgs;
 use crate::error::CliError;
+use crate::progress::CliProgress;
 use qopt::ir::{Dim, fsutil};
+use qopt::passes::calib_inputs;
 use qopt::{Format, Instrumentation, PassContext, Pipeline};
 use std::io::Write;
+use std::sync::Arc;
 
-pub fn run(args: OptArgs) -> Result<(), CliError> {
+pub fn run(mut args: OptArgs) -> Result<(), CliError> {
     if args.list_passes {
         print!("{}", qopt::passes::registry().listing());
         return Ok(());
+    }
+    // `--load-stats a.json b.json model.onnx` (the list swallowed the model): take it back.
+    if args.input.is_none()
+        && args
+            .calib
+            .load_stats
+            .last()
+            .is_some_and(|f| Format::of(std::path::Path::new(f)).is_ok())
+    {
+        args.input = args.calib.load_stats.pop().map(Into::into);
     }
     let Some(input) = args.input.as_deref() else {
         return Err(CliError::Usage(
@@ -32,6 +45,30 @@ pub fn run(args: OptArgs) -> Result<(), CliError> {
             qopt::passes::target::Target::NAMES.join(", ")
         ))
     })?;
+    let mut cx = PassContext::new();
+    cx.threads = args.threads;
+    cx.verbose = args.verbose;
+    cx.insert(target);
+    let calib_options = args.calib.pairs();
+    for (name, value) in &calib_options {
+        calib_inputs::apply_option(&mut cx, name, value).map_err(CliError::Usage)?;
+    }
+    if !args.calib.quiet {
+        cx.progress = Arc::new(CliProgress::new());
+    }
+    if let Some(p) = &pipeline
+        && !calib_options.is_empty()
+        && !p
+            .spec()
+            .passes
+            .iter()
+            .any(|s| matches!(s.name, "observe" | "collect" | "thresholds"))
+    {
+        eprintln!(
+            "warning: --{} has no effect: the pipeline has no calibration pass (calib, or observe,collect,thresholds)",
+            calib_options[0].0
+        );
+    }
     Format::of(input)?;
     if let Some(out) = args.output.as_deref() {
         Format::of(out)?;
@@ -57,14 +94,6 @@ pub fn run(args: OptArgs) -> Result<(), CliError> {
     if !shapes.is_empty() {
         qopt::ir::infer::pin_input_shapes(&mut model.graph, &shapes)
             .map_err(|e| CliError::Usage(format!("--input-shape: {e}")))?;
-    }
-
-    let mut cx = PassContext::new();
-    cx.threads = args.threads;
-    cx.verbose = args.verbose;
-    cx.insert(target);
-    if let Some(c) = &args.calib {
-        cx.insert(qopt::passes::CalibSourceArg(c.clone()));
     }
 
     if let Some(p) = &pipeline {
