@@ -2,6 +2,8 @@
 //! name, summary and options (DESIGN.md §4).
 
 pub mod dce;
+pub mod dynamic;
+pub mod qdq;
 pub mod shape_infer;
 pub mod target;
 
@@ -25,6 +27,18 @@ pub fn registry() -> Registry {
         summary: "infer every value's element type and shape (symbolic dims carried through)",
         options: &[],
         create: |_| Ok(Box::new(shape_infer::ShapeInfer)),
+    });
+    r.register(PassInfo {
+        name: "qdq",
+        summary: "insert QuantizeLinear/DequantizeLinear per the target from the calibrated ranges: int8 per-channel weights, int32 or float bias, target placement",
+        options: qdq::OPTIONS,
+        create: |o| Ok(Box::new(qdq::Qdq::from_options(o))),
+    });
+    r.register(PassInfo {
+        name: "dynamic",
+        summary: "dynamic quantization: int8 weights for MatMul/Gemm (and Conv), activations quantized at run time (DynamicQuantizeLinear + MatMulInteger/ConvInteger)",
+        options: dynamic::OPTIONS,
+        create: |o| Ok(Box::new(dynamic::Dynamic::from_options(o))),
     });
     r
 }

@@ -603,8 +603,7 @@ impl Builder<'_> {
         }
         let inputs = g.inputs(n);
         let quantized = self.spec.quantized_ops.contains(&t);
-        let same = self.spec.same_scale_ops.contains(&t)
-            && !(matches!(op, Op::Pad(_)) && !pad_keeps_scale(g, n));
+        let same = self.spec.same_scale_ops.contains(&t) && pad_keeps_scale(g, n);
 
         if quantized && self.spec.removable_activations.contains(&t) && is_zero_clamp(g, n) {
             self.removable_activation(n, inputs.first().copied().flatten());
