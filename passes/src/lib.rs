@@ -1,8 +1,10 @@
-//! qopt's passes, one file each, and [`registry()`]: the table of every pass with its
+//! qopt's passes, one file (or folder) each, and [`registry()`]: the table of every pass with its
 //! name, summary and options (DESIGN.md §4).
 
 pub mod dce;
 pub mod dynamic;
+pub mod fold_bias;
+pub mod fuse;
 pub mod qdq;
 pub mod shape_infer;
 pub mod target;
@@ -27,6 +29,18 @@ pub fn registry() -> Registry {
         summary: "infer every value's element type and shape (symbolic dims carried through)",
         options: &[],
         create: |_| Ok(Box::new(shape_infer::ShapeInfer)),
+    });
+    r.register(PassInfo {
+        name: "fuse",
+        summary: "fold BatchNormalization and per-channel constants into Conv/Gemm weights, MatMul+Add -> Gemm, drop Identity/Dropout, mark fused activations (egg)",
+        options: fuse::OPTIONS,
+        create: |o| Ok(Box::new(fuse::Fuse::from_options(o))),
+    });
+    r.register(PassInfo {
+        name: "fold-bias",
+        summary: "fold a constant Add/Sub after Conv/Gemm/MatMul into the bias input",
+        options: &[],
+        create: |_| Ok(Box::new(fold_bias::FoldBias)),
     });
     r.register(PassInfo {
         name: "qdq",

@@ -2,6 +2,7 @@
 
 mod inspect;
 mod opt;
+mod quantize;
 
 use crate::app::{Cli, Command};
 use crate::error::CliError;
@@ -9,6 +10,7 @@ use crate::error::CliError;
 pub fn dispatch(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Some(Command::Inspect { model }) => inspect::run(&model),
+        Some(Command::Quantize(args)) => quantize::run(args),
         None => opt::run(cli.opt),
     }
 }
