@@ -12,6 +12,14 @@ Requirements (tools/requirements.txt): onnx==1.22.0, onnxruntime==1.32.0, numpy.
         TensorQuantOverrides) and DIR/ort_qparams.json (scale and zero point of every
         QuantizeLinear output of ort.onnx, read with onnx).
 
+    check_qdq_ort.py check MODEL...
+        Every MODEL passes onnx.checker (full_check) and runs in ONNX Runtime on seeded
+        random inputs; prints one line per model.
+
+    check_qdq_ort.py same A B
+        A and B give the same outputs (within 1e-6 relative) in ONNX Runtime on seeded
+        random inputs (an opset upgrade must not change what a model computes).
+
     check_qdq_ort.py compare DIR QOPT_MODEL
         Checks QOPT_MODEL with onnx.checker (full_check), runs both models in ONNX Runtime
         and compares: the activation parameters tensor by tensor, the int8 weights and int32
@@ -210,7 +218,43 @@ def compare(d, qopt_path):
     return 1 if problems else 0
 
 
+def random_feeds(path, seed):
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    r = np.random.default_rng(seed)
+    types = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int8)": np.int8,
+             "tensor(uint8)": np.uint8, "tensor(int32)": np.int32}
+    feeds = {}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in i.shape]
+        feeds[i.name] = (r.normal(0, 1, shape) * 2).astype(types[i.type])
+    return sess, feeds
+
+
+def check(paths):
+    for p in paths:
+        onnx.checker.check_model(onnx.load(p), full_check=True)
+        sess, feeds = random_feeds(p, 0)
+        outs = sess.run(None, feeds)
+        print(f"{p}: ok, {len(outs)} outputs")
+    return 0
+
+
+def same(a, b):
+    sa, feeds = random_feeds(a, 0)
+    sb = ort.InferenceSession(b, providers=["CPUExecutionProvider"])
+    for x, y in zip(sa.run(None, feeds), sb.run(None, feeds)):
+        err = float(np.abs(x - y).max() / max(np.abs(x).max(), 1e-30))
+        print(f"max relative difference {err}")
+        if err > 1e-6:
+            return 1
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "check":
+        sys.exit(check(sys.argv[2:]))
+    if len(sys.argv) == 4 and sys.argv[1] == "same":
+        sys.exit(same(sys.argv[2], sys.argv[3]))
     if len(sys.argv) == 3 and sys.argv[1] == "gen":
         gen(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "compare":

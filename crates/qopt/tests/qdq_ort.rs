@@ -9,6 +9,10 @@
 //!
 //! The model ONNX Runtime wrote is then read back as a QAT-style input: its parameters
 //! arrive as `@q` equal to its initializers, and `qdq` adds nothing to it.
+//!
+//! Every graph of the `qdq` and `dynamic` snapshot cases, exported to ONNX, passes
+//! `onnx.checker.check_model(full_check=True)` and runs in ONNX Runtime; the opset upgrade
+//! (11 -> 13, Softmax rewritten) leaves what a model computes unchanged.
 
 use qopt::ir::{Op, Range};
 use qopt::passes::qdq::{QdqOptions, quantize};
@@ -99,4 +103,100 @@ fn qdq_matches_onnxruntime_quantize_static() {
         (0, 0, 0)
     );
     assert_eq!(ort.graph.node_count(), before);
+}
+
+/// The graphs of a snapshot case file after its pipeline (cases that end in an error are
+/// skipped: they produce no model).
+fn snapshot_models(file: &Path, out: &Path) -> Vec<std::path::PathBuf> {
+    let text = std::fs::read_to_string(file).expect("case file");
+    let run = text.lines().next().expect("RUN line");
+    let passes = run
+        .split("--passes=")
+        .nth(1)
+        .expect("--passes")
+        .split(" --target=")
+        .next()
+        .expect("pipeline")
+        .trim()
+        .to_string();
+    let target = run
+        .split("--target=")
+        .nth(1)
+        .map_or("onnxruntime", |t| t.split_whitespace().next().unwrap_or(""));
+    let pipeline = qopt::Pipeline::parse(&passes).expect("pipeline");
+    let mut models = vec![];
+    for (i, case) in text.split("# -----").enumerate() {
+        let mut g = qopt::ir::text::parse(case).expect("case parses");
+        let mut cx = qopt::PassContext::new();
+        cx.insert(Target::from_name(target).expect("target"));
+        if pipeline.run(&mut g, &mut cx).is_err() {
+            continue;
+        }
+        let stem = file.file_stem().unwrap().to_string_lossy();
+        let path = out.join(format!("{stem}_{i}.onnx"));
+        qopt::save(&g, &path).expect("save");
+        models.push(path);
+    }
+    models
+}
+
+#[test]
+fn snapshot_models_pass_the_checker_and_run() {
+    let Some(py) = qopt::onnx::testing::python_with_ort("qdq snapshot models in ONNX Runtime")
+    else {
+        return;
+    };
+    let root = qopt::onnx::testing::workspace_root().join("testdata/passes");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut models = vec![];
+    for pass in ["qdq", "dynamic"] {
+        let mut files: Vec<_> = std::fs::read_dir(root.join(pass))
+            .expect("case folder")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "qir"))
+            .collect();
+        files.sort();
+        for f in files {
+            models.extend(snapshot_models(&f, dir.path()));
+        }
+    }
+    assert!(models.len() >= 20, "{} models", models.len());
+    let mut args = vec!["check".to_string()];
+    args.extend(models.iter().map(|p| p.to_string_lossy().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let text = python(&py, &args);
+    assert_eq!(
+        text.lines().filter(|l| l.ends_with("outputs")).count(),
+        models.len()
+    );
+}
+
+#[test]
+fn opset_upgrade_keeps_softmax_meaning() {
+    let Some(py) = qopt::onnx::testing::python_with_ort("opset upgrade in ONNX Runtime") else {
+        return;
+    };
+    // Opset 11: Softmax over axis 1 of a rank-3 tensor normalises axes 1 and 2 together;
+    // over the last axis it is the same in every opset.
+    let src = r#"graph g(%t: f32[2,3,4]) -> (%a, %b, %c) {
+  opset {"": 11}
+  meta {ir_version=6}
+  %a = Softmax(%t) {axis=1} : f32[2,3,4]
+  %b = LogSoftmax(%t) {axis=2} : f32[2,3,4]
+  %c = Hardmax(%t) {axis=0} : f32[2,3,4]
+}"#;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let g = qopt::ir::text::parse(src).expect("parse");
+    let before = dir.path().join("opset11.onnx");
+    qopt::save(&g, &before).expect("save");
+    let mut up = g.clone();
+    qopt::passes::qdq::opset::upgrade(&mut up, 13).expect("upgrade");
+    assert_eq!(up.meta.onnx_opset(), Some(13));
+    let after = dir.path().join("opset13.onnx");
+    qopt::save(&up, &after).expect("save");
+    python(
+        &py,
+        &["same", before.to_str().unwrap(), after.to_str().unwrap()],
+    );
+    python(&py, &["check", after.to_str().unwrap()]);
 }
