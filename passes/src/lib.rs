@@ -1,6 +1,7 @@
 //! qopt's passes, one file (or folder) each, and [`registry()`]: the table of every pass with its
 //! name, summary and options (DESIGN.md §4).
 
+pub mod const_fold;
 pub mod dce;
 pub mod dynamic;
 pub mod fold_bias;
@@ -23,6 +24,12 @@ pub fn registry() -> Registry {
         summary: "remove nodes that no graph output depends on",
         options: &[],
         create: |_| Ok(Box::new(dce::Dce)),
+    });
+    r.register(PassInfo {
+        name: "const-fold",
+        summary: "evaluate nodes whose inputs are known at compile time (shape sub-graphs included)",
+        options: const_fold::OPTIONS,
+        create: |o| Ok(Box::new(const_fold::ConstFold::new(o))),
     });
     r.register(PassInfo {
         name: "shape-infer",

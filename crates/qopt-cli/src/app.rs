@@ -26,6 +26,8 @@ pub enum Command {
     /// Quantize a model for a target with the recommended pipeline (fuse, calibrate with
     /// the target's method, insert Q/DQ): `qopt quantize MODEL --calib DATA -o OUT`.
     Quantize(QuantizeArgs),
+    /// Run a model on qopt's interpreter and write its outputs as .npy files.
+    Run(RunArgs),
 }
 
 #[derive(Args, Debug)]
@@ -65,6 +67,27 @@ pub struct QuantizeArgs {
     /// Report the wall time of every pass on stderr.
     #[arg(long)]
     pub time_passes: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The model (.onnx or .qir).
+    pub model: PathBuf,
+    /// An input: `NAME=FILE.npy`, or a `.npz` whose arrays are named after the inputs (repeatable).
+    #[arg(long = "input", value_name = "NAME=FILE.npy|FILE.npz")]
+    pub inputs: Vec<String>,
+    /// Write one `<output>.npy` per graph output into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Also write every intermediate value as `.npy` into this folder (with an index.tsv).
+    #[arg(long, value_name = "DIR")]
+    pub dump_values: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Run the model N times on the same input and print min/median latency.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub repeat: usize,
 }
 
 #[derive(Args, Debug)]

@@ -232,3 +232,52 @@ fn input_shape_pins_dims() {
     let o = qopt(&["--input-shape", "nosuch=1", m.to_str().unwrap()]);
     assert_fails(&o, 2, &["nosuch"]);
 }
+
+/// `qopt run` on an ONNX backend node test: the written output equals ONNX's expected one
+/// (the reference data shipped with onnx 1.22.0).
+#[test]
+fn run_writes_outputs_matching_the_onnx_reference() {
+    use ndarray::ArrayD;
+    use ndarray_npy::read_npy;
+    let case = root().join("testdata/onnx-node/test_conv_with_strides_padding");
+    let data = case.join("test_data_set_0");
+    let dir = tempfile::tempdir().unwrap();
+    let o = qopt(&[
+        "run",
+        case.join("model.onnx").to_str().unwrap(),
+        "--input",
+        &format!("x={}", data.join("input_0.npy").display()),
+        "--input",
+        &format!("W={}", data.join("input_1.npy").display()),
+        "--output-dir",
+        dir.path().to_str().unwrap(),
+        "--repeat",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("y: f32[1,1,4,3]"), "{out}");
+    assert!(out.contains("latency over 3 runs"), "{out}");
+    let got: ArrayD<f32> = read_npy(dir.path().join("y.npy")).unwrap();
+    let want: ArrayD<f32> = read_npy(data.join("output_0.npy")).unwrap();
+    assert_eq!(got.shape(), want.shape());
+    for (a, b) in got.iter().zip(want.iter()) {
+        assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+    }
+    // A wrongly shaped input names the input, what was expected and what came.
+    let o = qopt(&[
+        "run",
+        case.join("model.onnx").to_str().unwrap(),
+        "--input",
+        &format!("x={}", data.join("input_1.npy").display()),
+        "--input",
+        &format!("W={}", data.join("input_1.npy").display()),
+    ]);
+    assert_fails(
+        &o,
+        3,
+        &["input 'x': expected f32[1,1,7,5], got f32[1,1,3,3]"],
+    );
+    let o = qopt(&["run", case.join("model.onnx").to_str().unwrap()]);
+    assert_fails(&o, 2, &["no data for input 'x'"]);
+}

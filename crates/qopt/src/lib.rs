@@ -8,6 +8,8 @@
 //! # Ok::<(), qopt::Error>(())
 //! ```
 
+pub use qopt_calib as calib;
+pub use qopt_interp as interp;
 pub use qopt_ir as ir;
 pub use qopt_onnx as onnx;
 pub use qopt_pass as pass;

@@ -3,6 +3,7 @@
 mod inspect;
 mod opt;
 mod quantize;
+mod run;
 
 use crate::app::{Cli, Command};
 use crate::error::CliError;
@@ -11,6 +12,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Some(Command::Inspect { model }) => inspect::run(&model),
         Some(Command::Quantize(args)) => quantize::run(args),
+        Some(Command::Run(args)) => run::run(&args),
         None => opt::run(cli.opt),
     }
 }
