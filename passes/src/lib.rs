@@ -5,9 +5,11 @@ pub mod calib_inputs;
 pub mod collect;
 pub mod const_fold;
 pub mod dce;
+pub mod dynamic;
 pub mod fold_bias;
 pub mod fuse;
 pub mod observe;
+pub mod qdq;
 pub mod shape_infer;
 pub mod target;
 pub mod thresholds;
@@ -74,6 +76,18 @@ pub fn registry() -> Registry {
         name: "calib",
         summary: "calibrate: observe, collect and thresholds in one step",
         expansion: &["observe", "collect", "thresholds"],
+    });
+    r.register(PassInfo {
+        name: "qdq",
+        summary: "insert QuantizeLinear/DequantizeLinear per the target from the calibrated ranges: int8 per-channel weights, int32 or float bias, target placement",
+        options: qdq::OPTIONS,
+        create: |o| Ok(Box::new(qdq::Qdq::from_options(o))),
+    });
+    r.register(PassInfo {
+        name: "dynamic",
+        summary: "dynamic quantization: int8 weights for MatMul/Gemm (and Conv), activations quantized at run time (DynamicQuantizeLinear + MatMulInteger/ConvInteger)",
+        options: dynamic::OPTIONS,
+        create: |o| Ok(Box::new(dynamic::Dynamic::from_options(o))),
     });
     r
 }

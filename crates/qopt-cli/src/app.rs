@@ -23,8 +23,50 @@ pub enum Command {
         /// The model (.onnx or .qir).
         model: PathBuf,
     },
+    /// Quantize a model for a target with the recommended pipeline (fuse, calibrate with
+    /// the target's method, insert Q/DQ): `qopt quantize MODEL --calib DATA -o OUT`.
+    Quantize(QuantizeArgs),
     /// Run a model on qopt's interpreter and write its outputs as .npy files.
     Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct QuantizeArgs {
+    /// The fp32 model (.onnx or .qir).
+    pub model: PathBuf,
+
+    /// Where to write the quantized model (.onnx or .qir).
+    #[arg(short, long, value_name = "OUTPUT")]
+    pub output: PathBuf,
+
+    /// Calibration data and options (`--calib` or `--load-stats` is required).
+    #[command(flatten)]
+    pub calib: CalibArgs,
+
+    /// The deployment target.
+    #[arg(long, value_name = "TARGET", default_value = "onnxruntime")]
+    pub target: String,
+
+    /// Calibration method instead of the target's default (minmax, percentile, kl, mse,
+    /// admm, auto; options in braces, e.g. `percentile{p=99.9}`).
+    #[arg(long, value_name = "METHOD")]
+    pub method: Option<String>,
+
+    /// Pin an input's shape, e.g. `--input-shape x=1,3,640,640` (repeatable).
+    #[arg(long = "input-shape", value_name = "NAME=D0,D1,...")]
+    pub input_shape: Vec<String>,
+
+    /// Worker threads for passes that compute (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Print notes explaining what passes did.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Report the wall time of every pass on stderr.
+    #[arg(long)]
+    pub time_passes: bool,
 }
 
 #[derive(Args, Debug)]

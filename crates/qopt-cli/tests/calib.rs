@@ -119,9 +119,10 @@ fn calib_annotates_every_quantized_value_the_same_for_any_thread_count() {
     let one = run("1");
     assert_ok(&one);
     let out = stdout(&one);
-    // ONNX Runtime quantizes the Conv input and output, the Relu output and the pool output.
+    // ONNX Runtime quantizes the Conv input, the Relu output (which stands for the Conv output:
+    // ORT drops a Relu after a quantized Conv) and the pool output.
     let names: Vec<String> = ranges(&out).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["x", "c", "r", "p"], "{out}");
+    assert_eq!(names, ["x", "r", "p"], "{out}");
     assert!(!out.contains("Observer"), "{out}");
     // Plain progress lines on a pipe, with the sample count.
     assert!(
@@ -153,7 +154,7 @@ fn image_folders_and_bad_images() {
     // imagenet preset: shorter side to 9, centre crop 8x8.
     let o = qopt(&["--passes=calib", &m, "--calib", imgs_s]);
     assert_ok(&o);
-    assert_eq!(ranges(&stdout(&o)).len(), 4);
+    assert_eq!(ranges(&stdout(&o)).len(), 3);
     // Without resizing, a 12x10 image cannot feed an 8x8 input: the error names the file.
     let o = qopt(&[
         "--passes=calib",
@@ -281,7 +282,7 @@ fn sharded_statistics_merge_to_the_single_run() {
     let other = dir.path().join("other.qir");
     std::fs::write(
         &other,
-        "graph g(%x: f32[1,3,8,8]) -> (%y) {\n  %y = Relu(%x) : f32[1,3,8,8]\n}\n",
+        "graph g(%x: f32[1,3,8,8]) -> (%y) {\n  %y = Mul(%x, %x) : f32[1,3,8,8]\n}\n",
     )
     .unwrap();
     let o = qopt(&[

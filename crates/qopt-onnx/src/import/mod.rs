@@ -9,6 +9,8 @@
 //! - Opset-dependent forms are canonicalised (see [`crate::opset`]): a constant `axes`/`split`
 //!   input becomes the op's field, the softmax family gets its opset's default axis, and
 //!   opset < 11 `Clip` bounds become constant inputs.
+//! - A model with QuantizeLinear/DequantizeLinear nodes (QAT, or quantized before) gets their
+//!   parameters as `@q` on the integer values (`qdq.rs`).
 //! - Names, doc strings, value types (`input`, `output`, `value_info`) and model metadata are
 //!   kept; a value that is read but never defined is an error naming the reader.
 //!
@@ -16,6 +18,7 @@
 //! rely on it); nodes are added in file order so that export reproduces it.
 
 mod attr;
+mod qdq;
 pub(crate) mod tensor;
 mod types;
 
@@ -325,6 +328,7 @@ impl Importer<'_> {
         self.warnings.extend(notes);
         self.read_value_types(graph)?;
         self.fold_moved_inputs()?;
+        qdq::annotate(&mut self.g);
         verify(&self.g).map_err(|e| self.model_err(e.to_string()))?;
         Ok(())
     }

@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""Quantization quality: qopt against ONNX Runtime's own quantizer, same models, same data.
+
+Requirements (tools/requirements.txt): onnx==1.22.0, onnxruntime==1.32.0, numpy, pillow.
+
+    tools/compare_ort_quant.py [--qopt target/release/qopt] [--models mnist,effnet,cls,rec,det]
+                               [--methods minmax,kl,percentile,auto] [--work DIR] [--table OUT.md]
+
+For each model the same calibration samples go to both quantizers, and both quantized
+models run in ONNX Runtime on held-out evaluation samples:
+
+- qopt: `qopt --passes=fuse,calib{method=M},qdq MODEL --calib calib.npy -o OUT.onnx`
+  (target onnxruntime: int8 asymmetric activations, int8 symmetric per-channel weights).
+- ONNX Runtime at its best: `quant_pre_process` first (BN folded, constants made
+  initializers; PP-OCR models converted to opset 13 and `skip_symbolic_shape=True`), then
+  `quantize_static(QuantFormat.QDQ, per_channel=True, QInt8/QInt8)` with MinMax, Entropy
+  (num_bins 2048, set through `create_calibrator` and the calibration cache, since
+  `quantize_static` does not forward it) and Percentile (99.99, the percentile qopt uses,
+  asymmetric like qopt's; ORT's default symmetric percentile is also run and the better of
+  the two reported).
+
+Models and data (`../shared/models`, `testdata/external/ppocr`):
+- mnist_cnn_bn: calibration `mnist/calib_x.npy` (128), evaluation `mnist/test_x.npy`,
+  `test_y.npy` (1000): top-1 accuracy.
+- efficientnet_lite0: `photos/calib` (128), `photos/eval` (128), ImageNet preprocessing.
+- PP-OCRv4 cls (48x192), rec (48x320), det (320x320): rendered text images (seeded,
+  different seeds for calibration and evaluation); cls half of them upside down.
+Metrics against the fp32 model on the evaluation set: top-1 agreement (classifiers; for
+rec, per time step), mean cosine similarity and SQNR (dB) of the outputs.
+"""
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def shared_dir():
+    if os.environ.get("QOPT_SHARED_MODELS"):
+        return pathlib.Path(os.environ["QOPT_SHARED_MODELS"])
+    for a in [ROOT, *ROOT.parents]:
+        if (a / "shared" / "models").is_dir():
+            return a / "shared" / "models"
+    return None
+
+
+SHARED = shared_dir()
+PPOCR = ROOT / "testdata" / "external" / "ppocr"
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+WORDS = (
+    "qopt quantize ONNX model INT8 calibration scale zero point tensor channel weight "
+    "activation runtime graph pass kernel 2026 0123456789 PaddleOCR text detection "
+    "recognition direction classifier invoice total amount date name address phone"
+).split()
+
+
+# ---- data ---------------------------------------------------------------------------
+
+
+def photos(folder, limit=None):
+    from PIL import Image
+
+    files = sorted(folder.glob("*.png"))[:limit]
+    xs = []
+    for f in files:
+        img = np.asarray(Image.open(f).convert("RGB").resize((224, 224)), np.float32) / 255.0
+        xs.append(((img.transpose(2, 0, 1) - MEAN) / STD)[None])
+    return np.concatenate(xs).astype(np.float32)
+
+
+def text_image(h, w, rng, lines):
+    """Dark text on a light, noisy background, HxW RGB in [0, 1]."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    bg = tuple(int(v) for v in rng.integers(190, 256, 3))
+    img = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(img)
+    for i in range(lines):
+        size = int(rng.integers(max(10, h // 3), max(12, h // 2 + 4))) if lines == 1 else int(rng.integers(14, 30))
+        try:
+            font = ImageFont.load_default(size=size)
+        except TypeError:
+            font = ImageFont.load_default()
+        text = " ".join(rng.choice(WORDS, int(rng.integers(1, 4))))
+        x = int(rng.integers(0, max(1, w // 6)))
+        y = int((h - size) / 2 + rng.integers(-3, 4)) if lines == 1 else int(rng.integers(0, h - size))
+        fill = tuple(int(v) for v in rng.integers(0, 90, 3))
+        d.text((x, y), text, fill=fill, font=font)
+    a = np.asarray(img, np.float32) / 255.0
+    a = a + rng.normal(0, 0.02, a.shape).astype(np.float32)
+    return np.clip(a, 0, 1)
+
+
+def ppocr_data(kind, n, seed):
+    rng = np.random.default_rng(seed)
+    xs = []
+    for i in range(n):
+        if kind == "det":
+            a = text_image(320, 320, rng, lines=6)
+            x = (a.transpose(2, 0, 1) - MEAN) / STD
+        else:
+            w = 192 if kind == "cls" else 320
+            a = text_image(48, w, rng, lines=1)
+            if kind == "cls" and i % 2 == 1:
+                a = a[::-1, ::-1]
+            x = (a.transpose(2, 0, 1) - 0.5) / 0.5
+        xs.append(x[None].astype(np.float32))
+    return np.concatenate(xs)
+
+
+def ppocr_model(stem):
+    p = PPOCR / f"{stem}.onnx"
+    if p.is_file():
+        return p
+    names = {"det": "ch_PP-OCRv4_det_infer", "rec": "ch_PP-OCRv4_rec_infer", "cls": "ch_ppocr_mobile_v2.0_cls_infer"}
+    alt = pathlib.Path("/tmp/models/rapidocr_onnxruntime/models") / f"{names[stem]}.onnx"
+    return alt if alt.is_file() else None
+
+
+def model_specs(names):
+    specs = []
+    for name in names:
+        if name == "mnist" and SHARED and (SHARED / "mnist_cnn_bn.onnx").is_file():
+            m = SHARED / "mnist"
+            specs.append(dict(name="mnist_cnn_bn", path=SHARED / "mnist_cnn_bn.onnx", ppocr=False,
+                              calib=lambda: np.load(m / "calib_x.npy").astype(np.float32),
+                              eval=lambda: np.load(m / "test_x.npy").astype(np.float32),
+                              labels=lambda: np.load(m / "test_y.npy"), kind="class", shape=None))
+        elif name == "effnet" and SHARED and (SHARED / "efficientnet_lite0_keepbn.onnx").is_file():
+            specs.append(dict(name="efficientnet_lite0", path=SHARED / "efficientnet_lite0_keepbn.onnx", ppocr=False,
+                              calib=lambda: photos(SHARED / "photos" / "calib"),
+                              eval=lambda: photos(SHARED / "photos" / "eval"),
+                              labels=None, kind="class", shape=None))
+        elif name in ("cls", "rec", "det") and ppocr_model(name):
+            shape = {"cls": "1,3,48,192", "rec": "1,3,48,320", "det": "1,3,320,320"}[name]
+            n_cal, n_eval = {"cls": (64, 64), "rec": (64, 64), "det": (24, 24)}[name]
+            specs.append(dict(name=f"PP-OCRv4 {name}", path=ppocr_model(name), ppocr=True,
+                              calib=(lambda k=name, n=n_cal: ppocr_data(k, n, 1)),
+                              eval=(lambda k=name, n=n_eval: ppocr_data(k, n, 2)),
+                              labels=None, kind={"cls": "class", "rec": "seq", "det": "map"}[name], shape=shape))
+        else:
+            print(f"SKIP: model '{name}' not found", file=sys.stderr)
+    return specs
+
+
+# ---- running and metrics ----------------------------------------------------------
+
+
+def run(path, xs):
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    return np.concatenate([s.run(None, {name: xs[i : i + 1]})[0] for i in range(len(xs))])
+
+
+def metrics(spec, ref, out, labels):
+    r = ref.reshape(len(ref), -1).astype(np.float64)
+    o = out.reshape(len(out), -1).astype(np.float64)
+    cos = np.sum(r * o, 1) / np.maximum(np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1), 1e-30)
+    sqnr = 10 * np.log10(np.sum(r**2) / max(np.sum((r - o) ** 2), 1e-30))
+    m = {"cosine": float(np.mean(cos)), "sqnr_db": float(sqnr)}
+    if spec["kind"] == "class":
+        m["top1_agree"] = float(np.mean(ref.argmax(-1) == out.argmax(-1)))
+        if labels is not None:
+            m["top1_acc"] = float(np.mean(out.argmax(-1) == labels))
+    elif spec["kind"] == "seq":
+        m["top1_agree"] = float(np.mean(ref.argmax(-1) == out.argmax(-1)))
+    return m
+
+
+class Reader:
+    def __init__(self, name, xs):
+        self.items = iter([{name: xs[i : i + 1]} for i in range(len(xs))])
+
+    def get_next(self):
+        return next(self.items, None)
+
+    def __len__(self):
+        return 0
+
+
+def ort_prepare(spec, work):
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src = spec["path"]
+    if spec["ppocr"]:
+        m = onnx.version_converter.convert_version(onnx.load(src), 13)
+        src = work / "opset13.onnx"
+        onnx.save(m, src)
+    pre = work / "ort_pre.onnx"
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=spec["ppocr"])
+    return pre
+
+
+def ort_quantize(pre, out, method, calib, work):
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    name = ort.InferenceSession(str(pre), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    kw = dict(quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
+              weight_type=QuantType.QInt8)
+    if method == "minmax":
+        quantize_static(str(pre), str(out), Reader(name, calib), calibrate_method=CalibrationMethod.MinMax, **kw)
+    elif method.startswith("percentile"):
+        sym = method.endswith("sym")
+        quantize_static(str(pre), str(out), Reader(name, calib), calibrate_method=CalibrationMethod.Percentile,
+                        extra_options={"CalibPercentile": 99.99, "CalibTensorRangeSymmetric": sym}, **kw)
+    elif method == "kl":
+        cache = work / "entropy2048.json"
+        with tempfile.TemporaryDirectory() as d:
+            c = create_calibrator(pre, None, augmented_model_path=os.path.join(d, "aug.onnx"),
+                                  calibrate_method=CalibrationMethod.Entropy,
+                                  extra_options={"num_bins": 2048, "num_quantized_bins": 128})
+            c.collect_data(Reader(name, calib))
+            save_tensors_data(c.compute_data(), cache)
+        quantize_static(str(pre), str(out), None, calibrate_method=CalibrationMethod.Entropy,
+                        calibration_cache_path=str(cache), **kw)
+    else:
+        raise ValueError(method)
+
+
+def qopt_quantize(qopt, spec, out, method, calib_path):
+    cmd = [str(qopt), f"--passes=fuse,calib{{method={method}}},qdq", str(spec["path"]),
+           "--calib", str(calib_path), "-o", str(out)]
+    if spec["shape"]:
+        cmd += ["--input-shape", f"x={spec['shape']}"]
+    t = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}\n{p.stderr}")
+    return time.time() - t
+
+
+def fmt(m):
+    if m is None:
+        return "—"
+    parts = []
+    if "top1_acc" in m:
+        parts.append(f"acc {100 * m['top1_acc']:.1f}%")
+    if "top1_agree" in m:
+        parts.append(f"agree {100 * m['top1_agree']:.1f}%")
+    parts.append(f"cos {m['cosine']:.4f}")
+    parts.append(f"{m['sqnr_db']:.1f} dB")
+    return ", ".join(parts)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--qopt", default=str(ROOT / "target" / "release" / "qopt"))
+    ap.add_argument("--models", default="mnist,effnet,cls,rec,det")
+    ap.add_argument("--methods", default="minmax,kl,percentile,auto")
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--table", default=None, help="write the markdown table here")
+    ap.add_argument("--json", default=None, help="write all figures here")
+    args = ap.parse_args()
+    work_root = pathlib.Path(args.work or tempfile.mkdtemp(prefix="qopt-vs-ort-"))
+    methods = args.methods.split(",")
+    results = {}
+    for spec in model_specs(args.models.split(",")):
+        work = work_root / spec["name"].replace(" ", "_")
+        work.mkdir(parents=True, exist_ok=True)
+        calib, evx = spec["calib"](), spec["eval"]()
+        labels = spec["labels"]() if spec["labels"] else None
+        calib_path = work / "calib.npy"
+        np.save(calib_path, calib)
+        ref = run(spec["path"], evx)
+        row = {"fp32": metrics(spec, ref, ref, labels)}
+        pre = ort_prepare(spec, work)
+        for m in methods:
+            if m != "auto":
+                variants = ["percentile", "percentile-sym"] if m == "percentile" else [m]
+                best = None
+                for v in variants:
+                    out = work / f"ort_{v}.onnx"
+                    try:
+                        ort_quantize(pre, out, v, calib, work)
+                        r = metrics(spec, ref, run(out, evx), labels)
+                    except Exception as e:  # report, do not stop the table
+                        print(f"ORT {v} on {spec['name']} failed: {e}", file=sys.stderr)
+                        continue
+                    if best is None or r["sqnr_db"] > best["sqnr_db"]:
+                        best = dict(r, variant=v)
+                row[f"ort {m}"] = best
+            out = work / f"qopt_{m}.onnx"
+            try:
+                secs = qopt_quantize(args.qopt, spec, out, m, calib_path)
+                row[f"qopt {m}"] = dict(metrics(spec, ref, run(out, evx), labels), seconds=secs)
+            except Exception as e:
+                print(f"qopt {m} on {spec['name']} failed: {e}", file=sys.stderr)
+                row[f"qopt {m}"] = None
+            print(f"{spec['name']:20} {m:11} ORT: {fmt(row.get('ort ' + m))} | qopt: {fmt(row[f'qopt {m}'])}",
+                  file=sys.stderr)
+        results[spec["name"]] = row
+    lines = ["| model | method | ONNX Runtime | qopt |", "| --- | --- | --- | --- |"]
+    for name, row in results.items():
+        lines.append(f"| {name} | fp32 | {fmt(row['fp32'])} | |")
+        for m in methods:
+            lines.append(f"| | {m} | {fmt(row.get('ort ' + m)) if m != 'auto' else '(no such method)'} | {fmt(row.get('qopt ' + m))} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.table:
+        pathlib.Path(args.table).write_text(table + "\n")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
