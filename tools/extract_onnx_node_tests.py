@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Copy the ONNX backend node tests for the ops the fp32 interpreter supports into testdata/onnx-node/.
+"""Copy the ONNX backend node tests for the ops the interpreters support into testdata/onnx-node/.
 
     /work/venv/bin/python tools/extract_onnx_node_tests.py   # or any python with the requirements
 
@@ -31,6 +31,12 @@ ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceSumS
 ArgMax ArgMin Resize Upsample DepthToSpace SpaceToDepth Pad Reshape Flatten Transpose Squeeze Unsqueeze
 Concat Split Slice Gather GatherElements Shape Size Cast CastLike Range Expand Tile ConstantOfShape Dropout
 QuantizeLinear DequantizeLinear Constant
+""".split())
+
+# Ops only the INT8 interpreter runs (crates/qopt-interp/tests/int8_onnx_node.rs runs every folder
+# with a quantization op through it; tests/onnx_node.rs leaves these to it).
+SUPPORTED |= set("""
+QLinearConv QLinearMatMul ConvInteger MatMulInteger DynamicQuantizeLinear
 """.split())
 
 # Element types qopt's Tensor holds: float, uint8, int8, int32, int64, bool, float16, double.

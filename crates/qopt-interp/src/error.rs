@@ -52,6 +52,9 @@ pub enum InterpError {
     Node { node: String, msg: String },
     #[error("cannot start the thread pool: {0}")]
     ThreadPool(String),
+    /// The int8 kernel family asked for cannot run here (`QOPT_KERNELS`).
+    #[error("{0}")]
+    Kernels(String),
 }
 
 fn list_unsupported(ops: &[UnsupportedOp]) -> String {

@@ -9,11 +9,15 @@
 //!   value to a hook as it is produced (calibration and `verify` read layer outputs this way).
 //! - [`eval_node`] evaluates one op on constants (constant folding).
 //!
+//! The INT8 interpreter ([`int8`], [`QPlan`]) lowers a QDQ graph into integer kernels
+//! (`kernels/int8/`) and runs the rest as the fp32 ops above.
+//!
 //! Ops live in [`ops`] (one file per op or family), kernels in [`kernels`].
 
 pub mod error;
 pub mod eval;
 pub mod fusion;
+pub mod int8;
 pub mod kernels;
 pub mod num;
 pub mod ops;
@@ -22,4 +26,5 @@ pub mod pool;
 
 pub use error::{InterpError, UnsupportedOp};
 pub use eval::{eval_node, is_supported};
+pub use int8::{QPlan, QPlanOptions};
 pub use plan::{Plan, PlanInput, PlanOptions, ProfileEntry};

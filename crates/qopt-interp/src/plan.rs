@@ -81,6 +81,21 @@ pub struct PlanInput {
     slot: usize,
 }
 
+impl PlanInput {
+    pub(crate) fn new(name: String, value: ValueId, ty: TypeInfo, slot: usize) -> PlanInput {
+        PlanInput {
+            name,
+            value,
+            ty,
+            slot,
+        }
+    }
+
+    pub(crate) fn slot(&self) -> usize {
+        self.slot
+    }
+}
+
 /// Where a value lives during a run.
 enum Slot<'a> {
     Empty,

@@ -18,6 +18,34 @@ use super::rows::Im2colRows;
 /// Bytes of im2col rows per block: big enough to amortise a GEMM call, small enough for L2.
 const IM2COL_BLOCK_BYTES: usize = 128 * 1024;
 
+/// Checks that `new` describes the same layer as `old` (channels, kernel, groups), whatever the
+/// input size, strides, dilations and pads.
+pub(crate) fn check_same_layer(
+    what: &'static str,
+    old: &Conv2dGeometry,
+    new: &Conv2dGeometry,
+) -> Result<(), Int8Error> {
+    if (old.in_c, old.out_c, old.params.kernel, old.params.groups)
+        != (new.in_c, new.out_c, new.params.kernel, new.params.groups)
+    {
+        return Err(Int8Error::Shape {
+            what,
+            detail: format!(
+                "prepared for {} -> {} channels, kernel {:?}, {} groups; asked for {} -> {}, {:?}, {}",
+                old.in_c,
+                old.out_c,
+                old.params.kernel,
+                old.params.groups,
+                new.in_c,
+                new.out_c,
+                new.params.kernel,
+                new.params.groups
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A convolution with its weights packed for one kernel family.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
@@ -87,6 +115,16 @@ impl Conv2d {
     /// The geometry.
     pub fn geometry(&self) -> &Conv2dGeometry {
         &self.geom
+    }
+
+    /// Re-targets the conv at another input size or padding, keeping the packed weights (a plan
+    /// packs once and runs inputs of any size). `geom` must keep the channels, kernel and groups.
+    pub fn set_geometry(&mut self, geom: Conv2dGeometry) -> Result<(), Int8Error> {
+        check_same_layer("conv", &self.geom, &geom)?;
+        let p = &geom.params;
+        self.pointwise = p.kernel == [1, 1] && p.stride == [1, 1] && p.pads == [0; 4];
+        self.geom = geom;
+        Ok(())
     }
 
     /// Runs the conv: `input` NHWC with zero point `input_zero_point`, `epilogue` for all `O`

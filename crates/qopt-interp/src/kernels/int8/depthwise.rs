@@ -89,6 +89,14 @@ impl Depthwise {
         &self.geom
     }
 
+    /// Re-targets the conv at another input size or padding, keeping the prepared weights.
+    /// `geom` must keep the channels and kernel.
+    pub fn set_geometry(&mut self, geom: Conv2dGeometry) -> Result<(), Int8Error> {
+        super::conv::check_same_layer("depthwise conv", &self.geom, &geom)?;
+        self.geom = geom;
+        Ok(())
+    }
+
     /// Runs the conv: `input` NHWC with zero point `input_zero_point`, `epilogue` for C channels,
     /// `output` NHWC.
     pub fn run<A: QInt, E: Epilogue>(
