@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let refs: Vec<(&str, &Tensor)> = feed.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let mut dump = |v: ValueId, t: &Tensor| {
+    let dump = |v: ValueId, t: &Tensor| {
         let name = g.value(v).name.replace(['/', ':'], "_");
         let path = out.join(format!("{name}.npy"));
         let f = std::fs::File::create(&path).expect("create");
