@@ -7,7 +7,8 @@ Requirements (tools/requirements.txt): onnx==1.22.0, onnxruntime==1.32.0, numpy,
                                [--methods minmax,kl,kl-signed,percentile,mse,auto] [--work DIR] [--table OUT.md]
 
 For each model the same calibration samples go to both quantizers, and both quantized
-models run in ONNX Runtime on held-out evaluation samples:
+models run in ONNX Runtime (graph optimizations off: the QDQ semantics ONNX defines, see run())
+on held-out evaluation samples:
 
 - qopt: `qopt --passes=fuse,calib{method=M},qdq MODEL --calib calib.npy -o OUT.onnx`
   (target onnxruntime: int8 asymmetric activations, int8 symmetric per-channel weights).
