@@ -174,7 +174,7 @@ pub fn quantize(g: &mut Graph, target: Target, opts: QdqOptions) -> Result<Repor
     let spec = target.spec();
     let plan = plan(g, spec);
     let mut report = Report::default();
-    let mut params = params::resolve(g, spec, &plan)?;
+    let mut params = params::resolve(g, spec, &plan, &mut report.warnings)?;
     let mut uses = plan.activations.clone();
     report.removed_activations =
         activations::remove_clamps(g, &plan.removable, &mut params, &mut uses);

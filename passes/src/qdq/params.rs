@@ -38,6 +38,7 @@ pub(crate) fn resolve(
     g: &Graph,
     spec: &TargetSpec,
     plan: &QuantPlan,
+    warnings: &mut Vec<String>,
 ) -> Result<BTreeMap<ValueId, QParams>, QdqError> {
     let scheme = activation_scheme(spec);
     let mut out = BTreeMap::new();
@@ -103,6 +104,19 @@ pub(crate) fn resolve(
             continue;
         };
         out.insert(v, p);
+    }
+    // Some values calibrated, others not: those saw no finite number during calibration (for
+    // example float casts inside shape sub-graphs, or `--keep-fp32`): they stay fp32, as
+    // `thresholds` already said. Only a graph with no calibrated value at all is an error.
+    if !missing.is_empty() && !out.is_empty() {
+        missing.sort();
+        let names: Vec<&str> = missing.iter().map(|v| g.value_name(*v)).collect();
+        warnings.push(format!(
+            "{} value(s) without a calibrated range stay fp32: {}",
+            names.len(),
+            names.join(", ")
+        ));
+        return Ok(out);
     }
     if let Some(&first) = missing.iter().min() {
         let node = g.node(first.node);
