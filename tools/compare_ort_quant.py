@@ -271,6 +271,8 @@ def main():
     ap.add_argument("--models", default="mnist,effnet,cls,rec,det")
     ap.add_argument("--methods", default="minmax,kl,kl-signed,percentile,mse,auto")
     ap.add_argument("--work", default=None)
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep ORT-quantized models already in --work (from an earlier run) instead of re-quantizing")
     ap.add_argument("--table", default=None, help="write the markdown table here")
     ap.add_argument("--json", default=None, help="write all figures here")
     args = ap.parse_args()
@@ -294,7 +296,8 @@ def main():
                 for v in variants:
                     out = work / f"ort_{v}.onnx"
                     try:
-                        ort_quantize(pre, out, v, calib, work)
+                        if not (args.reuse and out.exists()):
+                            ort_quantize(pre, out, v, calib, work)
                         r = metrics(spec, ref, run(out, evx), labels)
                     except Exception as e:  # report, do not stop the table
                         print(f"ORT {v} on {spec['name']} failed: {e}", file=sys.stderr)
