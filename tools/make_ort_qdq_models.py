@@ -48,7 +48,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "models"
 if not SHARED.exists():
     SHARED = pathlib.Path("/work/shared/models")
-SEARCH = [ROOT / "testdata/external/ppocr", pathlib.Path("/tmp/models/rapidocr_onnxruntime/models"), SHARED]
+# testdata/models ships mnist_cnn_bn (and testdata/data/mnist its calibration images), so a
+# fresh clone without ../shared still gets the MNIST variants.
+SEARCH = [ROOT / "testdata/external/ppocr", pathlib.Path("/tmp/models/rapidocr_onnxruntime/models"), SHARED,
+          ROOT / "testdata" / "models"]
 OUT = ROOT / "testdata" / "external" / "qdq"
 
 # name: (model file names, reference folder under testdata/reference, variants)
@@ -82,7 +85,10 @@ def reference_input(ref):
 def calib_samples(name, ref):
     """A short list of {input name: array} feeds."""
     if name == "mnist_cnn_bn":
-        x = np.load(SHARED / "mnist" / "calib_x.npy")[:32].astype(np.float32)
+        f = SHARED / "mnist" / "calib_x.npy"
+        if not f.exists():
+            f = ROOT / "testdata" / "data" / "mnist" / "calib_x.npy"
+        x = np.load(f)[:32].astype(np.float32)
         return [{"input": x[i:i + 1]} for i in range(len(x))]
     if name == "efficientnet_lite0":
         from PIL import Image
