@@ -99,6 +99,10 @@ pub struct RunArgs {
     /// Print how the INT8 plan lowered the graph and why nodes run in fp32.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Print the time spent per step kind (INT8 plan) or op type (fp32) over all runs,
+    /// slowest first, on stderr.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 #[derive(Args, Debug)]

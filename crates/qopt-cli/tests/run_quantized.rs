@@ -149,8 +149,10 @@ fn mismatched_scale_shape_names_the_node() {
         "graph bad(%x: f32[1,4]) -> (%y) {
   %s = const f32[3] [0.1, 0.1, 0.1]
   %z = const i8[3] [0, 0, 0]
+  %s4 = const f32[4] [0.1, 0.1, 0.1, 0.1]
+  %z4 = const i8[4] [0, 0, 0, 0]
   %q = QuantizeLinear(%x, %s, %z) {axis=1} : i8[1,4] loc(\"the_q\")
-  %y = DequantizeLinear(%q, %s, %z) {axis=1} : f32[1,4]
+  %y = DequantizeLinear(%q, %s4, %z4) {axis=1} : f32[1,4]
 }
 ",
     )
@@ -172,5 +174,6 @@ fn mismatched_scale_shape_names_the_node() {
         assert!(err.starts_with("error: "), "{err}");
         assert!(!err.contains("panicked"), "{err}");
         assert!(err.contains("the_q"), "{err}");
+        assert!(err.contains("scale"), "{err}");
     }
 }

@@ -48,16 +48,17 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             &QPlanOptions {
                 threads: args.threads,
                 keep,
+                profile: args.profile,
                 ..Default::default()
             },
         )
         .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
-        eprintln!(
-            "{}: INT8 plan ({} kernels)",
-            args.model.display(),
-            plan.kernel_kind()
-        );
         if args.verbose {
+            eprintln!(
+                "{}: INT8 plan ({} kernels)",
+                args.model.display(),
+                plan.kernel_kind()
+            );
             let s = plan.summary();
             eprintln!("integer steps: {:?}", s.integer);
             eprintln!("other steps: {:?}", s.other);
@@ -80,6 +81,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
                     threads: args.threads,
                     // Fusion hides intermediate values; a dump wants every one of them.
                     fuse: !dump,
+                    profile: args.profile,
                     ..Default::default()
                 },
             )
@@ -129,6 +131,9 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::Output(format!("{}: {e}", dir.display())))?;
         eprintln!("wrote {} values to {}", dumped.len(), dir.display());
     }
+    if args.profile {
+        runner.print_profile();
+    }
     if args.repeat > 1 {
         let mut sorted = times.clone();
         sorted.sort_by(f64::total_cmp);
@@ -167,6 +172,34 @@ impl Runner {
         match self {
             Runner::Fp32(p) => p.run_with(inputs, hook),
             Runner::Int8(p) => p.run_with(inputs, hook),
+        }
+    }
+
+    /// Time per step kind / op type, slowest first, on stderr.
+    fn print_profile(&self) {
+        let rows: Vec<(String, u64, f64)> = match self {
+            Runner::Fp32(p) => p
+                .profile()
+                .into_iter()
+                .map(|e| (e.op_type, e.calls, e.total.as_secs_f64()))
+                .collect(),
+            Runner::Int8(p) => p
+                .profile()
+                .into_iter()
+                .map(|(n, c, d)| (n, c, d.as_secs_f64()))
+                .collect(),
+        };
+        let total: f64 = rows.iter().map(|r| r.2).sum();
+        eprintln!(
+            "{:<28} {:>8} {:>11} {:>6}",
+            "step", "calls", "total ms", "%"
+        );
+        for (name, calls, t) in rows {
+            eprintln!(
+                "{name:<28} {calls:>8} {:>11.3} {:>6.1}",
+                t * 1e3,
+                100.0 * t / total.max(1e-12)
+            );
         }
     }
 
