@@ -2,7 +2,7 @@
 # The test command (README "Running the tests"): sets up what the cross-checks need,
 # then runs every test of the workspace. Idempotent and quick on a second run.
 #   - a Python venv at .venv with tools/requirements.txt (ONNX Runtime cross-checks);
-#   - the real models fetched into testdata/external/ (git-ignored);
+#   - the real models fetched into testdata/external/ (git-ignored), and ORT-quantized copies;
 #   - cargo test --workspace (tests that need something absent skip with a SKIP line).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,5 +18,7 @@ fi
 export QOPT_PYTHON="$PWD/.venv/bin/python"
 
 tools/fetch_models.sh
+# ONNX Runtime-quantized copies of the real models for the INT8 interpreter's tests (idempotent).
+"$QOPT_PYTHON" tools/make_ort_qdq_models.py
 
 cargo test --workspace "$@"

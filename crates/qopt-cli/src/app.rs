@@ -25,7 +25,7 @@ pub enum Command {
     },
     /// Quantize a model for a target with the recommended pipeline (fuse, calibrate with
     /// the target's method, insert Q/DQ): `qopt quantize MODEL --calib DATA -o OUT`.
-    Quantize(QuantizeArgs),
+    Quantize(Box<QuantizeArgs>),
     /// Run a model on qopt's interpreter and write its outputs as .npy files. A quantized
     /// model (Q/DQ pairs or integer operators) runs on the INT8 plan unless --reference.
     Run(RunArgs),

@@ -56,6 +56,8 @@ fn err(g: &Graph, n: NodeId, msg: String) -> InterpError {
 /// The constant scale/zero-point inputs of node `n` (slots `s` and `z`), checked for agreement.
 /// `Ok(None)`: not constant, not finite, or blocked. `data_dtype` is the quantized data's type
 /// where known (DQ input, or the Q output type attribute).
+// The arguments are the Q/DQ node's own attributes and slots; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn read_params(
     g: &Graph,
     n: NodeId,

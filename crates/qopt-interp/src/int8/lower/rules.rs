@@ -27,6 +27,9 @@ use crate::kernels::int8::BinaryOp;
 use qopt_ir::{DType, NodeId, Op, Tensor, ValueId};
 use std::sync::Arc;
 
+/// A quantized operand: its run-time value or constant, scale, zero point and dtype.
+type QOperand = (Option<ValueId>, Option<Arc<Tensor>>, f32, i32, DType);
+
 /// The quantized end of a pattern: an optional fused activation, then the QuantizeLinear.
 pub(crate) struct QTail {
     pub act: Act,
@@ -397,10 +400,7 @@ impl Lower<'_> {
 
     /// Operand `v` of a quantized binary op / concat: a run-time quantized tensor or a quantized
     /// constant, with per-tensor parameters.
-    fn qoperand(
-        &mut self,
-        v: Option<ValueId>,
-    ) -> Result<Option<(Option<ValueId>, Option<Arc<Tensor>>, f32, i32, DType)>, InterpError> {
+    fn qoperand(&mut self, v: Option<ValueId>) -> Result<Option<QOperand>, InterpError> {
         if let Some((src, p)) = self.runtime_dq(v)? {
             let (s, z) = p.per_tensor().expect("runtime DQ is per tensor");
             return Ok(Some((Some(src), None, s, z, p.dtype)));

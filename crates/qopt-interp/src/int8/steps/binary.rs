@@ -148,10 +148,7 @@ impl Step for QBinaryStep {
                 None => bail!("C zero point must be u8 or i8, got {d}"),
             },
         };
-        let shape = match shape_of(&[a.shape(), b.shape()]) {
-            Ok(s) => s,
-            Err(e) => return Err(e),
-        };
+        let shape = shape_of(&[a.shape(), b.shape()])?;
         if a.shape() != shape.as_slice() && b.shape() == shape.as_slice() {
             std::mem::swap(&mut a, &mut b);
             std::mem::swap(&mut pa, &mut pb);
