@@ -219,14 +219,25 @@ fn mismatched_models_and_bad_data_are_clear_errors() {
     );
 }
 
-fn shared_models() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models");
-    let d = if d.join("mnist_cnn_bn.onnx").is_file() {
-        d
-    } else {
-        PathBuf::from("/work/shared/models")
-    };
-    d.join("mnist_cnn_bn.onnx").is_file().then_some(d)
+/// The MNIST CNN and its data: the copy the repository ships (testdata/models, testdata/data),
+/// else the shared models folder.
+fn mnist() -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let shipped = (
+        root.join("testdata/models/mnist_cnn_bn.onnx"),
+        root.join("testdata/data/mnist/calib_x.npy"),
+        root.join("testdata/data/mnist/test_x.npy"),
+    );
+    if shipped.0.is_file() && shipped.1.is_file() && shipped.2.is_file() {
+        return Some(shipped);
+    }
+    let d = qopt::onnx::testing::shared_models_dir()?;
+    let shared = (
+        d.join("mnist_cnn_bn.onnx"),
+        d.join("mnist/calib_x.npy"),
+        d.join("mnist/test_x.npy"),
+    );
+    (shared.0.is_file() && shared.1.is_file() && shared.2.is_file()).then_some(shared)
 }
 
 /// MNIST CNN quantized by qopt: every Conv/ReLU/pool activation is matched, the quantized
@@ -234,26 +245,20 @@ fn shared_models() -> Option<PathBuf> {
 /// finite and positive.
 #[test]
 fn verify_mnist_quantized_by_qopt() {
-    let Some(models) = shared_models() else {
-        eprintln!("SKIP: mnist_cnn_bn.onnx not found (../shared/models)");
+    let Some((fp, calib, test)) = mnist() else {
+        eprintln!("SKIP: mnist_cnn_bn.onnx not found (testdata/models or ../shared/models)");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let q = dir.path().join("mnist_q.onnx");
-    let fp = models.join("mnist_cnn_bn.onnx");
-    quantize(
-        &fp,
-        models.join("mnist/calib_x.npy").to_str().unwrap(),
-        &q,
-        &["--calib-limit", "32"],
-    );
+    quantize(&fp, calib.to_str().unwrap(), &q, &["--calib-limit", "32"]);
     let json = dir.path().join("r.json");
     let o = qopt(&[
         "verify",
         fp.to_str().unwrap(),
         q.to_str().unwrap(),
         "--data",
-        models.join("mnist/test_x.npy").to_str().unwrap(),
+        test.to_str().unwrap(),
         "--limit",
         "64",
         "--json",
@@ -273,7 +278,7 @@ fn verify_mnist_quantized_by_qopt() {
         fp.to_str().unwrap(),
         fp.to_str().unwrap(),
         "--data",
-        models.join("mnist/test_x.npy").to_str().unwrap(),
+        test.to_str().unwrap(),
         "--limit",
         "8",
         "--json",
