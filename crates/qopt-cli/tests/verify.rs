@@ -141,7 +141,16 @@ fn verify_small_model_reports_layers_outputs_and_sensitivity() {
             .map(|e| num(&e["only_this_quantized_sqnr_db"]))
             .collect();
         assert!(ranked.windows(2).all(|w| w[0] <= w[1]), "{ranked:?}");
-        assert!(num(&s["all_quantized_sqnr_db"]).is_finite());
+        // Regression: bypassing a layer keeps its Q's clamp. `qdq` drops the Relu into the
+        // quantization of `r` (zero point at the bottom of the range); a bypass that removed
+        // the clamp too ran the model without its Relu, far worse than fully quantized.
+        let all = num(&s["all_quantized_sqnr_db"]);
+        let none = num(&s["no_activation_quantized_sqnr_db"]);
+        assert!(all.is_finite());
+        assert!(
+            none >= all - 3.0,
+            "no activation quantized {none} dB, all {all} dB"
+        );
         let text = std::fs::read_to_string(&svg).unwrap();
         assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
         assert!(text.contains(">c2</text>"), "{text}");

@@ -620,15 +620,17 @@ pub fn table(report: &Report) -> String {
             db(sens.all_quantized_sqnr_db),
             db(sens.no_activation_quantized_sqnr_db)
         );
+        let head = "layer (most damaging first)";
+        let w = w.max(head.len());
         let _ = writeln!(
             s,
-            "{:<w$}  {:>16}  {:>18}",
-            "layer (most damaging first)", "only this quant.", "all but this quant."
+            "{head:<w$}  {:>16}  {:>19}",
+            "only this quant.", "all but this quant."
         );
         for e in &sens.layers {
             let _ = writeln!(
                 s,
-                "{:<w$}  {:>16}  {:>18}",
+                "{:<w$}  {:>16}  {:>19}",
                 e.name,
                 db(e.only_this_quantized_sqnr_db),
                 db(e.all_but_this_quantized_sqnr_db)
