@@ -115,7 +115,7 @@ pub fn svg(report: &Report) -> String {
         };
         let _ = writeln!(
             s,
-            r#"<text x="{}" y="{}">{text}</text>"#,
+            r#"<text x="{:.1}" y="{}">{text}</text>"#,
             LABEL_W + scale(*db) + 4.0,
             y + 11.0
         );
