@@ -26,8 +26,12 @@ pub enum Command {
     /// Quantize a model for a target with the recommended pipeline (fuse, calibrate with
     /// the target's method, insert Q/DQ): `qopt quantize MODEL --calib DATA -o OUT`.
     Quantize(Box<QuantizeArgs>),
-    /// Run a model on qopt's interpreter and write its outputs as .npy files.
+    /// Run a model on qopt's interpreter and write its outputs as .npy files. A quantized
+    /// model (Q/DQ pairs or integer operators) runs on the INT8 plan unless --reference.
     Run(RunArgs),
+    /// Compare a quantized model with its fp32 original over data: per quantized layer and
+    /// per output, cosine similarity, SQNR, max abs error, top-1 agreement.
+    Verify(VerifyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -88,6 +92,57 @@ pub struct RunArgs {
     /// Run the model N times on the same input and print min/median latency.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub repeat: usize,
+    /// Run a quantized model as the float QDQ simulation (the fp32 interpreter executing
+    /// QuantizeLinear/DequantizeLinear as ONNX defines them) instead of the INT8 plan.
+    #[arg(long)]
+    pub reference: bool,
+    /// Print how the INT8 plan lowered the graph and why nodes run in fp32.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print the time spent per step kind (INT8 plan) or op type (fp32) over all runs,
+    /// slowest first, on stderr.
+    #[arg(long)]
+    pub profile: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The fp32 model (.onnx or .qir).
+    pub reference_model: PathBuf,
+    /// The quantized model (.onnx or .qir) made from it.
+    pub quantized_model: PathBuf,
+    /// Data to run both models on, as --calib takes it: a folder of images or of .npy/.npz
+    /// files, one .npy/.npz file whose first axis indexes the samples, or `random:N{seed=S}`.
+    #[arg(long, value_name = "SOURCE")]
+    pub data: String,
+    /// Use only the first N samples.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Image preprocessing, as for --calib (default: imagenet).
+    #[arg(long, value_name = "PRESET|KEY=VALUE,...")]
+    pub preprocess: Option<String>,
+    /// Fail on a sample with NaN/Inf values instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
+    /// Run the quantized model as the float QDQ simulation instead of the INT8 plan.
+    #[arg(long)]
+    pub reference: bool,
+    /// Also rank the quantized layers by output SQNR when only that layer is quantized, and
+    /// when only that layer is left in fp32 (float QDQ simulation; 2 runs per layer).
+    #[arg(long)]
+    pub sensitivity: bool,
+    /// Write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write a bar chart of per-layer SQNR as SVG to FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// No progress lines.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]

@@ -92,3 +92,30 @@ impl qopt::pass::Progress for CliProgress {
         eprintln!("{}: {} done in {secs:.1} s", s.task, s.done);
     }
 }
+
+/// The same reporter for code that reports through qopt-calib's `Progress` (`qopt verify`),
+/// with `-q` silencing everything but warnings.
+pub struct CalibProgress {
+    pub inner: Option<CliProgress>,
+}
+
+impl qopt::calib::progress::Progress for CalibProgress {
+    fn start(&self, what: &str, total: Option<u64>) {
+        if let Some(p) = &self.inner {
+            qopt::pass::Progress::begin(p, what, total);
+        }
+    }
+    fn advance(&self, n: u64) {
+        if let Some(p) = &self.inner {
+            qopt::pass::Progress::advance(p, n);
+        }
+    }
+    fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+    fn finish(&self) {
+        if let Some(p) = &self.inner {
+            qopt::pass::Progress::end(p);
+        }
+    }
+}

@@ -15,6 +15,8 @@ pub use qopt_onnx as onnx;
 pub use qopt_pass as pass;
 pub use qopt_passes as passes;
 
+pub mod verify;
+
 pub use qopt_ir::Graph;
 pub use qopt_pass::{Instrumentation, PassContext, PassManager};
 

@@ -4,6 +4,7 @@ mod inspect;
 mod opt;
 mod quantize;
 mod run;
+mod verify;
 
 use crate::app::{Cli, Command};
 use crate::error::CliError;
@@ -13,6 +14,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Some(Command::Inspect { model }) => inspect::run(&model),
         Some(Command::Quantize(args)) => quantize::run(*args),
         Some(Command::Run(args)) => run::run(&args),
+        Some(Command::Verify(args)) => verify::run(&args),
         None => opt::run(cli.opt),
     }
 }

@@ -3,12 +3,17 @@
 //! Writes one `<output>.npy` per graph output (`--output-dir`), prints a one-line summary
 //! per output, and with `--repeat N` the min/median latency of N runs on the same input
 //! (outputs written once), so latency can be measured without process start-up.
+//!
+//! A quantized model ([`qopt::interp::int8::is_quantized`]: Q/DQ pairs or integer operators)
+//! runs on the INT8 plan, as a deployment runtime would run it; `--reference` runs it on the
+//! fp32 interpreter instead, which executes QuantizeLinear/DequantizeLinear as ONNX defines
+//! them (the float QDQ simulation the INT8 plan is checked against).
 
 use crate::app::RunArgs;
 use crate::error::CliError;
 use qopt::calib::source::InputSpec;
 use qopt::calib::source::arrays::{read_npy, read_npz_inputs};
-use qopt::interp::{Plan, PlanOptions};
+use qopt::interp::{InterpError, Plan, PlanOptions, QPlan, QPlanOptions};
 use qopt::ir::{Graph, Shape, Tensor, ValueId, fsutil};
 use std::path::Path;
 use std::time::Instant;
@@ -33,16 +38,56 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let feeds = read_inputs(g, &args.inputs)?;
 
     let dump = args.dump_values.is_some();
-    let mut plan = Plan::new(
-        g,
-        &PlanOptions {
-            threads: args.threads,
-            // Fusion hides intermediate values; a dump wants every one of them.
-            fuse: !dump,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
+    let quantized = qopt::interp::int8::is_quantized(g);
+    let mut runner = if quantized && !args.reference {
+        // Every value is kept for a dump; a kept float value between an op and its
+        // QuantizeLinear keeps that op in fp32, so a dump shows what the reference computes.
+        let keep = if dump { all_values(g) } else { vec![] };
+        let plan = QPlan::new(
+            g,
+            &QPlanOptions {
+                threads: args.threads,
+                keep,
+                profile: args.profile,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
+        if args.verbose {
+            eprintln!(
+                "{}: INT8 plan ({} kernels)",
+                args.model.display(),
+                plan.kernel_kind()
+            );
+            let s = plan.summary();
+            eprintln!("integer steps: {:?}", s.integer);
+            eprintln!("other steps: {:?}", s.other);
+            for n in plan.notes() {
+                eprintln!("note: {n}");
+            }
+        }
+        Runner::Int8(Box::new(plan))
+    } else {
+        if args.reference && !quantized {
+            eprintln!(
+                "warning: {}: --reference: the model is not quantized; it runs on the fp32 interpreter as always",
+                args.model.display()
+            );
+        }
+        Runner::Fp32(Box::new(
+            Plan::new(
+                g,
+                &PlanOptions {
+                    threads: args.threads,
+                    // Fusion hides intermediate values; a dump wants every one of them.
+                    fuse: !dump,
+                    profile: args.profile,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?,
+        ))
+    };
 
     let named: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let run_err =
@@ -53,20 +98,22 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     for i in 0..args.repeat {
         let start = Instant::now();
         let outs = if dump && i == 0 {
-            plan.run_with(&named, |v, t| dumped.push((v, t.clone())))
+            runner
+                .run_with(&named, |v, t| dumped.push((v, t.clone())))
                 .map_err(run_err)?
         } else {
-            plan.run(&named).map_err(run_err)?
+            runner.run(&named).map_err(run_err)?
         };
         times.push(start.elapsed().as_secs_f64() * 1e3);
         if outputs.is_empty() {
             outputs = outs;
         } else {
-            plan.recycle(outs);
+            runner.recycle(outs);
         }
     }
 
-    for (name, t) in plan.output_names().iter().zip(&outputs) {
+    let output_names: Vec<&str> = g.outputs().iter().map(|&v| g.value_name(v)).collect();
+    for (name, t) in output_names.iter().zip(&outputs) {
         println!("{name}: {}", summary(t));
         if let Some(dir) = &args.output_dir {
             write_npy(&dir.join(format!("{}.npy", file_stem(name))), t)?;
@@ -84,6 +131,9 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::Output(format!("{}: {e}", dir.display())))?;
         eprintln!("wrote {} values to {}", dumped.len(), dir.display());
     }
+    if args.profile {
+        runner.print_profile();
+    }
     if args.repeat > 1 {
         let mut sorted = times.clone();
         sorted.sort_by(f64::total_cmp);
@@ -95,6 +145,79 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+/// The fp32 interpreter, or the INT8 plan for a quantized model.
+enum Runner {
+    Fp32(Box<Plan>),
+    Int8(Box<QPlan>),
+}
+
+impl Runner {
+    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>, InterpError> {
+        match self {
+            Runner::Fp32(p) => p.run(inputs),
+            Runner::Int8(p) => p.run(inputs),
+        }
+    }
+
+    fn run_with<F>(
+        &mut self,
+        inputs: &[(&str, &Tensor)],
+        hook: F,
+    ) -> Result<Vec<Tensor>, InterpError>
+    where
+        F: FnMut(ValueId, &Tensor) + Send,
+    {
+        match self {
+            Runner::Fp32(p) => p.run_with(inputs, hook),
+            Runner::Int8(p) => p.run_with(inputs, hook),
+        }
+    }
+
+    /// Time per step kind / op type, slowest first, on stderr.
+    fn print_profile(&self) {
+        let rows: Vec<(String, u64, f64)> = match self {
+            Runner::Fp32(p) => p
+                .profile()
+                .into_iter()
+                .map(|e| (e.op_type, e.calls, e.total.as_secs_f64()))
+                .collect(),
+            Runner::Int8(p) => p
+                .profile()
+                .into_iter()
+                .map(|(n, c, d)| (n, c, d.as_secs_f64()))
+                .collect(),
+        };
+        let total: f64 = rows.iter().map(|r| r.2).sum();
+        eprintln!(
+            "{:<28} {:>8} {:>11} {:>6}",
+            "step", "calls", "total ms", "%"
+        );
+        for (name, calls, t) in rows {
+            eprintln!(
+                "{name:<28} {calls:>8} {:>11.3} {:>6.1}",
+                t * 1e3,
+                100.0 * t / total.max(1e-12)
+            );
+        }
+    }
+
+    fn recycle(&mut self, outs: Vec<Tensor>) {
+        if let Runner::Fp32(p) = self {
+            p.recycle(outs);
+        }
+    }
+}
+
+/// Every value a node computes (not inputs or constants), in topological order.
+fn all_values(g: &Graph) -> Vec<ValueId> {
+    let order = g.topo_order().unwrap_or_default();
+    order
+        .into_iter()
+        .filter(|&n| !g.node(n).op.is_source())
+        .flat_map(|n| (0..g.node(n).outputs.len()).map(move |s| ValueId::new(n, s)))
+        .collect()
 }
 
 /// The graph inputs as the calibration readers describe them.
