@@ -1,0 +1,276 @@
+//! The two searches of EasyQuant (Wu et al. 2020, §3.2, Eq. 5-6), on the matrix form of a
+//! layer ([`super::layer`]): for candidate scales on the grid `[alpha*S, beta*S]`, the cosine
+//! similarity between the fp32 layer output and the output computed from the quantized input
+//! and weights; the candidate with the highest cosine wins (the current one on ties).
+//!
+//! Weights: channel `c`'s output is `X w_c + b_c`, so its cosine needs only the sufficient
+//! statistics `G = X^T X`, `X^T y_c`, `X^T 1` (`Stats`), gathered once per round over every
+//! position of every sample; each candidate then costs one `K x K` quadratic form instead of a
+//! convolution. The cosine is that of channel `c`'s output over all samples taken together
+//! (the paper averages per-sample cosines of the whole output; per channel and pooled is what
+//! makes channels independent).
+//!
+//! Activation: the input scale changes every channel, so each candidate runs the layer as a
+//! matrix product on a fixed, evenly spaced subset of output positions of every sample
+//! (`ACT_POSITIONS` in all); the score is the mean over samples of the per-sample cosine, as
+//! in the paper.
+
+use ndarray::{Array2, ArrayView2, Axis};
+use qopt_calib::qparams::fake_quantize_slice;
+use rayon::prelude::*;
+
+use super::layer::Layer;
+
+/// Output positions (over all samples) the activation search evaluates each candidate on.
+pub(crate) const ACT_POSITIONS: usize = 2048;
+
+/// Rows gathered at a time when building the statistics.
+const CHUNK: usize = 512;
+
+/// `dot / sqrt(nq * yy)`, 0 when either side is all zero.
+pub(crate) fn cosine(dot: f64, nq: f64, yy: f64) -> f64 {
+    if nq > 0.0 && yy > 0.0 {
+        dot / (nq * yy).sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// One sample of the layer as the searches read it: the input (already fake-quantized for the
+/// weight search, before its own quantization for the activation search) and the fp32 output.
+pub(crate) struct SampleView<'a> {
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+}
+
+/// Sufficient statistics of one round, per group `g`.
+pub(crate) struct Stats {
+    gram: Vec<Array2<f64>>,
+    xty: Vec<Array2<f64>>,
+    colsum: Vec<Vec<f64>>,
+    /// Per output channel: sum of the fp32 output and of its square.
+    sy: Vec<f64>,
+    yy: Vec<f64>,
+    positions: f64,
+}
+
+impl Stats {
+    fn zero(l: &Layer) -> Stats {
+        let (k, cg, groups) = (l.k(), l.cout_g(), l.groups());
+        Stats {
+            gram: vec![Array2::zeros((k, k)); groups],
+            xty: vec![Array2::zeros((k, cg)); groups],
+            colsum: vec![vec![0.0; k]; groups],
+            sy: vec![0.0; l.cout],
+            yy: vec![0.0; l.cout],
+            positions: 0.0,
+        }
+    }
+
+    fn add(&mut self, o: &Stats) {
+        for (a, b) in self.gram.iter_mut().zip(&o.gram) {
+            *a += b;
+        }
+        for (a, b) in self.xty.iter_mut().zip(&o.xty) {
+            *a += b;
+        }
+        for (a, b) in self.colsum.iter_mut().zip(&o.colsum) {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        }
+        self.sy.iter_mut().zip(&o.sy).for_each(|(x, y)| *x += y);
+        self.yy.iter_mut().zip(&o.yy).for_each(|(x, y)| *x += y);
+        self.positions += o.positions;
+    }
+
+    /// The statistics of `samples`, summed in sample order (deterministic).
+    pub fn gather(
+        l: &Layer,
+        samples: &[SampleView],
+        in_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Stats {
+        let per = samples
+            .len()
+            .div_ceil(rayon::current_num_threads().max(1) * 2)
+            .max(1);
+        let parts: Vec<Stats> = samples
+            .par_chunks(per)
+            .map(|chunk| {
+                let mut s = Stats::zero(l);
+                for smp in chunk {
+                    s.add_sample(l, smp, in_shape, out_shape);
+                }
+                s
+            })
+            .collect();
+        let mut total = Stats::zero(l);
+        for p in &parts {
+            total.add(p);
+        }
+        total
+    }
+
+    fn add_sample(&mut self, l: &Layer, s: &SampleView, in_shape: &[usize], out_shape: &[usize]) {
+        let (k, cg) = (l.k(), l.cout_g());
+        let np = l.positions(out_shape);
+        self.positions += np as f64;
+        for c in 0..l.cout {
+            for p in 0..np {
+                let y = l.output_at(s.y, out_shape, p, c) as f64;
+                self.sy[c] += y;
+                self.yy[c] += y * y;
+            }
+        }
+        for grp in 0..l.groups() {
+            let mut start = 0;
+            while start < np {
+                let rows = CHUNK.min(np - start);
+                let mut x = Array2::<f32>::zeros((rows, k));
+                let mut y = Array2::<f32>::zeros((rows, cg));
+                for r in 0..rows {
+                    let p = start + r;
+                    let row = x.row_mut(r).into_slice().expect("standard layout");
+                    l.input_row(s.x, in_shape, out_shape, grp, p, row);
+                    for j in 0..cg {
+                        y[(r, j)] = l.output_at(s.y, out_shape, p, grp * cg + j);
+                    }
+                }
+                let xt = x.t();
+                self.gram[grp] += &xt.dot(&x).mapv(f64::from);
+                self.xty[grp] += &xt.dot(&y).mapv(f64::from);
+                for (a, col) in self.colsum[grp].iter_mut().zip(x.axis_iter(Axis(1))) {
+                    *a += col.iter().map(|&v| v as f64).sum::<f64>();
+                }
+                start += rows;
+            }
+        }
+    }
+}
+
+/// Symmetric fake quantization of a weight row with scale `s` on `[-qmax, qmax]`.
+pub(crate) fn fq_weight_row(row: &[f32], s: f32, qmax: i32) -> Vec<f32> {
+    fake_quantize_slice(row, s, 0, -qmax, qmax)
+}
+
+/// Weight search: for each unit (a set of channels sharing one scale: one channel when per
+/// channel, all channels when per tensor), the factor among `current` and `grid` whose scale
+/// `factor * base[unit]` gives the highest cosine. Returns one factor per unit.
+pub(crate) fn search_weights(
+    l: &Layer,
+    st: &Stats,
+    units: &[Vec<usize>],
+    base: &[f32],
+    current: &[f32],
+    grid: &[f32],
+    qmax: i32,
+) -> Vec<f32> {
+    let (k, cg) = (l.k(), l.cout_g());
+    units
+        .par_iter()
+        .enumerate()
+        .map(|(u, chans)| {
+            let mut cands = vec![current[u]];
+            cands.extend_from_slice(grid);
+            let n = cands.len();
+            let (mut dot, mut nq, mut yy) = (vec![0f64; n], vec![0f64; n], 0f64);
+            for &c in chans {
+                let (grp, local) = (c / cg, c % cg);
+                let mut wq = Array2::<f64>::zeros((k, n));
+                for (i, f) in cands.iter().enumerate() {
+                    let q = fq_weight_row(&l.w_rows[c], f * base[u], qmax);
+                    for (j, v) in q.into_iter().enumerate() {
+                        wq[(j, i)] = v as f64;
+                    }
+                }
+                let gw = st.gram[grp].dot(&wq);
+                let b = l.bias[c] as f64;
+                let xty = st.xty[grp].column(local);
+                for i in 0..n {
+                    let col = wq.column(i);
+                    let quad = col.dot(&gw.column(i));
+                    let lin: f64 = col.iter().zip(&st.colsum[grp]).map(|(a, m)| a * m).sum();
+                    nq[i] += quad + 2.0 * b * lin + b * b * st.positions;
+                    dot[i] += col.dot(&xty) + b * st.sy[c];
+                }
+                yy += st.yy[c];
+            }
+            best(&cands, |i| cosine(dot[i], nq[i], yy))
+        })
+        .collect()
+}
+
+/// The candidate with the highest score; the first (the current value) on ties.
+fn best(cands: &[f32], score: impl Fn(usize) -> f64) -> f32 {
+    let mut bi = 0;
+    let mut bs = score(0);
+    for i in 1..cands.len() {
+        let s = score(i);
+        if s > bs {
+            (bi, bs) = (i, s);
+        }
+    }
+    cands[bi]
+}
+
+/// The subset of one sample's output positions the activation search uses.
+pub(crate) fn act_positions(np: usize, samples: usize) -> Vec<usize> {
+    let per = ACT_POSITIONS.div_ceil(samples.max(1)).min(np).max(1);
+    (0..per).map(|j| j * np / per).collect()
+}
+
+/// Activation search: the factor among `current` and `grid` for the input scale `s0 * f`
+/// (zero point `zp`, grid `[qmin, qmax]`) with the highest mean per-sample cosine, the weights
+/// fixed at `wq_rows`. `x_pre[g]` holds the rows of group `g` at the chosen positions,
+/// sample-major with `per` rows per sample; `y` the fp32 outputs there (rows x cout).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn search_activation(
+    l: &Layer,
+    x_pre: &[Array2<f32>],
+    y: ArrayView2<f32>,
+    per: usize,
+    wq_rows: &[Vec<f32>],
+    (s0, zp, qmin, qmax): (f32, i32, i32, i32),
+    current: f32,
+    grid: &[f32],
+) -> f32 {
+    let (k, cg) = (l.k(), l.cout_g());
+    let wq: Vec<Array2<f32>> = (0..l.groups())
+        .map(|grp| Array2::from_shape_fn((k, cg), |(j, c)| wq_rows[grp * cg + c][j]))
+        .collect();
+    let mut cands = vec![current];
+    cands.extend_from_slice(grid);
+    let samples = y.nrows() / per.max(1);
+    let scores: Vec<f64> = cands
+        .par_iter()
+        .map(|&f| {
+            let s = s0 * f;
+            let (mut dot, mut nq, mut yy) = (
+                vec![0f64; samples],
+                vec![0f64; samples],
+                vec![0f64; samples],
+            );
+            for grp in 0..l.groups() {
+                let xs = x_pre[grp].as_slice().expect("standard layout");
+                let xq = fake_quantize_slice(xs, s, zp, qmin, qmax);
+                let xq = ArrayView2::from_shape(x_pre[grp].raw_dim(), &xq).expect("same shape");
+                let out = xq.dot(&wq[grp]);
+                for (r, row) in out.axis_iter(Axis(0)).enumerate() {
+                    let smp = r / per;
+                    for (j, &v) in row.iter().enumerate() {
+                        let c = grp * cg + j;
+                        let q = (v + l.bias[c]) as f64;
+                        let t = y[(r, c)] as f64;
+                        dot[smp] += q * t;
+                        nq[smp] += q * q;
+                        yy[smp] += t * t;
+                    }
+                }
+            }
+            (0..samples)
+                .map(|i| cosine(dot[i], nq[i], yy[i]))
+                .sum::<f64>()
+                / samples.max(1) as f64
+        })
+        .collect();
+    best(&cands, |i| scores[i])
+}
