@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ndarray::Array2;
-use qopt_calib::qparams::{QScheme, dequantize_tensor, fake_quantize_slice, quantize_tensor};
+use qopt_calib::qparams::{QScheme, dequantize_tensor, quantize_tensor};
 use qopt_interp::eval_node;
 use qopt_ir::{Attr, DType, Graph, NodeId, Op, QParams, Range, Tensor, ValueId};
 use qopt_pass::{Changed, OptKind, OptionSpec, Pass, PassContext, PassError, PassOptions};
@@ -200,8 +200,10 @@ impl Pass for Eq {
             )));
         }
         let report = optimise(g, spec, &samples, &self.options).map_err(PassError::msg)?;
-        for (name, b, a) in &report.per_layer {
-            cx.note("eq", format!("{name}: cosine {b:.6} -> {a:.6}"));
+        if cx.verbose {
+            for (name, b, a) in &report.per_layer {
+                cx.note("eq", format!("{name}: cosine {b:.6} -> {a:.6}"));
+            }
         }
         let summary = format!(
             "{} of {} layers improved; network output cosine {:.6} -> {:.6} on {} samples ({} bits)",
@@ -299,7 +301,7 @@ impl QState {
                 Some(a) => {
                     let xs: Vec<f32> = a.iter().copied().collect();
                     let (qmin, qmax) = self.qrange(p);
-                    let q = fake_quantize_slice(&xs, p.scale[0], p.zero_point[0], qmin, qmax);
+                    let q = search::fake_quantize(&xs, p.scale[0], p.zero_point[0], qmin, qmax);
                     Arc::new(Tensor::from_vec(t.shape(), q))
                 }
                 None => t.clone(),
@@ -565,6 +567,7 @@ pub fn optimise(
         .topo_order()
         .map_err(|n| format!("the graph has a cycle through {}", g.describe(n)))?;
     let mut walk = Walk::new(g, samples, true)?;
+    let t_walk = std::time::Instant::now();
     let mut consumed: BTreeSet<ValueId> = BTreeSet::new();
     let mut frozen: BTreeSet<ValueId> = BTreeSet::new();
     let mut claimed: BTreeSet<ValueId> = BTreeSet::new();
@@ -647,6 +650,7 @@ pub fn optimise(
         walk.release_inputs(n);
     }
     let fp_final = walk.outputs(&walk.fp);
+    eprintln!("TRACE walk {:?}", t_walk.elapsed());
     drop(walk);
 
     // Write the results, then check the whole network against the calibrated start.
@@ -667,7 +671,9 @@ pub fn optimise(
             .notes
             .insert(COS_NOTE.into(), Attr::Floats(vec![*b as f32, *a as f32]));
     }
+    let t0 = std::time::Instant::now();
     let before = simulate(&original, samples, &start_state)?;
+    eprintln!("TRACE sim {:?}", t0.elapsed());
     report.network_before = mean_cosine(&before, &fp_final);
     let qp_after = plan(g, spec);
     let after_state = QState::new(g, spec, &qp_after, opts.bits)?;
@@ -730,7 +736,7 @@ fn search_layer(
 
     // The activation search's positions: the same on every sample.
     let np = l.positions(&out_shape);
-    let pos = search::act_positions(np, xs.len());
+    let pos = search::act_positions(np, xs.len(), l.cout);
     let per = pos.len();
     let (k, groups) = (l.k(), l.groups());
     let (act_x, act_y) = if act.is_some() {
@@ -757,14 +763,14 @@ fn search_layer(
         match act {
             Some(p) => x_pre
                 .par_iter()
-                .map(|xv| fake_quantize_slice(xv, p.scale[0] * af, p.zero_point[0], qmin, qmax))
+                .map(|xv| search::fake_quantize(xv, p.scale[0] * af, p.zero_point[0], qmin, qmax))
                 .collect(),
             None => match st.params.get(&x) {
                 Some(p) if p.scale.len() == 1 => {
                     let (lo, hi) = st.qrange(p);
                     x_pre
                         .par_iter()
-                        .map(|xv| fake_quantize_slice(xv, p.scale[0], p.zero_point[0], lo, hi))
+                        .map(|xv| search::fake_quantize(xv, p.scale[0], p.zero_point[0], lo, hi))
                         .collect()
                 }
                 _ => x_pre.clone(),
@@ -786,7 +792,9 @@ fn search_layer(
             .zip(&ys)
             .map(|(x, y)| SampleView { x, y })
             .collect();
+        let t0 = std::time::Instant::now();
         let stats = search::Stats::gather(l, &views, &in_shape, &out_shape);
+        eprintln!("TRACE stats {:?}", t0.elapsed());
         drop(views);
         drop(xq);
         let unit_base: Vec<f32> = if per_channel {
@@ -794,7 +802,9 @@ fn search_layer(
         } else {
             vec![base[0]]
         };
+        let t0 = std::time::Instant::now();
         wf = search::search_weights(l, &stats, &units, &unit_base, &wf, grid, wqmax);
+        eprintln!("TRACE weights {:?}", t0.elapsed());
         if let Some(p) = act {
             let scales = scales_of(&wf);
             let wq_rows: Vec<Vec<f32>> = (0..l.cout)
@@ -803,6 +813,7 @@ fn search_layer(
                     search::fq_weight_row(&l.w_rows[c], s, wqmax)
                 })
                 .collect();
+            let t0 = std::time::Instant::now();
             af = search::search_activation(
                 l,
                 &act_x,
@@ -813,6 +824,7 @@ fn search_layer(
                 af,
                 grid,
             );
+            eprintln!("TRACE act {:?}", t0.elapsed());
         }
     }
 
