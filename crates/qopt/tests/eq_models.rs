@@ -43,7 +43,12 @@ fn outputs(g: &Graph, xs: &[Vec<(String, Tensor)>]) -> Vec<Vec<f32>> {
         .map(|s| {
             let named: Vec<(&str, &Tensor)> = s.iter().map(|(n, t)| (n.as_str(), t)).collect();
             let out = plan.run(&named).expect("run");
-            out[0].as_f32().expect("f32 output").iter().copied().collect()
+            out[0]
+                .as_f32()
+                .expect("f32 output")
+                .iter()
+                .copied()
+                .collect()
         })
         .collect()
 }

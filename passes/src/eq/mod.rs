@@ -567,7 +567,6 @@ pub fn optimise(
         .topo_order()
         .map_err(|n| format!("the graph has a cycle through {}", g.describe(n)))?;
     let mut walk = Walk::new(g, samples, true)?;
-    let t_walk = std::time::Instant::now();
     let mut consumed: BTreeSet<ValueId> = BTreeSet::new();
     let mut frozen: BTreeSet<ValueId> = BTreeSet::new();
     let mut claimed: BTreeSet<ValueId> = BTreeSet::new();
@@ -650,7 +649,6 @@ pub fn optimise(
         walk.release_inputs(n);
     }
     let fp_final = walk.outputs(&walk.fp);
-    eprintln!("TRACE walk {:?}", t_walk.elapsed());
     drop(walk);
 
     // Write the results, then check the whole network against the calibrated start.
@@ -671,9 +669,7 @@ pub fn optimise(
             .notes
             .insert(COS_NOTE.into(), Attr::Floats(vec![*b as f32, *a as f32]));
     }
-    let t0 = std::time::Instant::now();
     let before = simulate(&original, samples, &start_state)?;
-    eprintln!("TRACE sim {:?}", t0.elapsed());
     report.network_before = mean_cosine(&before, &fp_final);
     let qp_after = plan(g, spec);
     let after_state = QState::new(g, spec, &qp_after, opts.bits)?;
@@ -792,9 +788,7 @@ fn search_layer(
             .zip(&ys)
             .map(|(x, y)| SampleView { x, y })
             .collect();
-        let t0 = std::time::Instant::now();
         let stats = search::Stats::gather(l, &views, &in_shape, &out_shape);
-        eprintln!("TRACE stats {:?}", t0.elapsed());
         drop(views);
         drop(xq);
         let unit_base: Vec<f32> = if per_channel {
@@ -802,9 +796,7 @@ fn search_layer(
         } else {
             vec![base[0]]
         };
-        let t0 = std::time::Instant::now();
         wf = search::search_weights(l, &stats, &units, &unit_base, &wf, grid, wqmax);
-        eprintln!("TRACE weights {:?}", t0.elapsed());
         if let Some(p) = act {
             let scales = scales_of(&wf);
             let wq_rows: Vec<Vec<f32>> = (0..l.cout)
@@ -813,7 +805,6 @@ fn search_layer(
                     search::fq_weight_row(&l.w_rows[c], s, wqmax)
                 })
                 .collect();
-            let t0 = std::time::Instant::now();
             af = search::search_activation(
                 l,
                 &act_x,
@@ -824,7 +815,6 @@ fn search_layer(
                 af,
                 grid,
             );
-            eprintln!("TRACE act {:?}", t0.elapsed());
         }
     }
 

@@ -29,7 +29,9 @@ pub(crate) const ACT_POSITIONS: usize = 2048;
 pub(crate) const ACT_VALUES: usize = 65536;
 
 /// Rows gathered at a time when building the statistics.
-const CHUNK: usize = 512;
+const CHUNK: usize = 1024;
+/// Most output positions (over all samples) the weight statistics are gathered on.
+pub(crate) const STAT_POSITIONS: usize = 16384;
 
 /// Fake quantization `(clamp(rint(x / s) + zp, qmin, qmax) - zp) * s`, the same numbers as
 /// `qopt_calib::qparams::fake_quantize_slice` (clamping first to the integer bounds, then
@@ -102,24 +104,26 @@ impl Stats {
         self.positions += o.positions;
     }
 
-    /// The statistics of `samples`, summed in sample order (deterministic).
+    /// The statistics of `samples` on evenly spaced output positions of each sample (at
+    /// most `STAT_POSITIONS` in all: the `K x K` statistics need far fewer rows than an early
+    /// layer's 50 x 112 x 112), gathered in chunks of rows across samples and summed in
+    /// chunk order (deterministic).
     pub fn gather(
         l: &Layer,
         samples: &[SampleView],
         in_shape: &[usize],
         out_shape: &[usize],
     ) -> Stats {
-        let per = samples
-            .len()
-            .div_ceil(rayon::current_num_threads().max(1) * 2)
-            .max(1);
-        let parts: Vec<Stats> = samples
-            .par_chunks(per)
+        let np = l.positions(out_shape);
+        let per = STAT_POSITIONS.div_ceil(samples.len().max(1)).min(np).max(1);
+        let rows: Vec<(usize, usize)> = (0..samples.len())
+            .flat_map(|i| (0..per).map(move |j| (i, j * np / per)))
+            .collect();
+        let parts: Vec<Stats> = rows
+            .par_chunks(CHUNK)
             .map(|chunk| {
                 let mut s = Stats::zero(l);
-                for smp in chunk {
-                    s.add_sample(l, smp, in_shape, out_shape);
-                }
+                s.add_rows(l, samples, chunk, in_shape, out_shape);
                 s
             })
             .collect();
@@ -130,38 +134,38 @@ impl Stats {
         total
     }
 
-    fn add_sample(&mut self, l: &Layer, s: &SampleView, in_shape: &[usize], out_shape: &[usize]) {
+    fn add_rows(
+        &mut self,
+        l: &Layer,
+        samples: &[SampleView],
+        rows: &[(usize, usize)],
+        in_shape: &[usize],
+        out_shape: &[usize],
+    ) {
         let (k, cg) = (l.k(), l.cout_g());
-        let np = l.positions(out_shape);
-        self.positions += np as f64;
-        for c in 0..l.cout {
-            for p in 0..np {
-                let y = l.output_at(s.y, out_shape, p, c) as f64;
+        self.positions += rows.len() as f64;
+        for &(i, p) in rows {
+            for c in 0..l.cout {
+                let y = l.output_at(samples[i].y, out_shape, p, c) as f64;
                 self.sy[c] += y;
                 self.yy[c] += y * y;
             }
         }
         for grp in 0..l.groups() {
-            let mut start = 0;
-            while start < np {
-                let rows = CHUNK.min(np - start);
-                let mut x = Array2::<f32>::zeros((rows, k));
-                let mut y = Array2::<f32>::zeros((rows, cg));
-                for r in 0..rows {
-                    let p = start + r;
-                    let row = x.row_mut(r).into_slice().expect("standard layout");
-                    l.input_row(s.x, in_shape, out_shape, grp, p, row);
-                    for j in 0..cg {
-                        y[(r, j)] = l.output_at(s.y, out_shape, p, grp * cg + j);
-                    }
+            let mut x = Array2::<f32>::zeros((rows.len(), k));
+            let mut y = Array2::<f32>::zeros((rows.len(), cg));
+            for (r, &(i, p)) in rows.iter().enumerate() {
+                let row = x.row_mut(r).into_slice().expect("standard layout");
+                l.input_row(samples[i].x, in_shape, out_shape, grp, p, row);
+                for j in 0..cg {
+                    y[(r, j)] = l.output_at(samples[i].y, out_shape, p, grp * cg + j);
                 }
-                let xt = x.t();
-                self.gram[grp] += &xt.dot(&x).mapv(f64::from);
-                self.xty[grp] += &xt.dot(&y).mapv(f64::from);
-                for (a, col) in self.colsum[grp].iter_mut().zip(x.axis_iter(Axis(1))) {
-                    *a += col.iter().map(|&v| v as f64).sum::<f64>();
-                }
-                start += rows;
+            }
+            let xt = x.t();
+            self.gram[grp] += &xt.dot(&x).mapv(f64::from);
+            self.xty[grp] += &xt.dot(&y).mapv(f64::from);
+            for (a, col) in self.colsum[grp].iter_mut().zip(x.axis_iter(Axis(1))) {
+                *a += col.iter().map(|&v| v as f64).sum::<f64>();
             }
         }
     }
@@ -189,47 +193,77 @@ pub(crate) fn search_weights(
         .par_iter()
         .enumerate()
         .map(|(u, chans)| {
-            let mut cands = vec![current[u]];
-            cands.extend_from_slice(grid);
-            let n = cands.len();
-            let (mut dot, mut nq, mut yy) = (vec![0f64; n], vec![0f64; n], 0f64);
-            for &c in chans {
-                let (grp, local) = (c / cg, c % cg);
-                let mut wq = Array2::<f64>::zeros((k, n));
-                for (i, f) in cands.iter().enumerate() {
-                    let q = fq_weight_row(&l.w_rows[c], f * base[u], qmax);
-                    for (j, v) in q.into_iter().enumerate() {
-                        wq[(j, i)] = v as f64;
+            // Scores of a list of factors (the current one, or grid points).
+            let score = |cands: &[f32]| -> Vec<f64> {
+                let n = cands.len();
+                let (mut dot, mut nq, mut yy) = (vec![0f64; n], vec![0f64; n], 0f64);
+                for &c in chans {
+                    let (grp, local) = (c / cg, c % cg);
+                    let mut wq = Array2::<f64>::zeros((k, n));
+                    for (i, f) in cands.iter().enumerate() {
+                        let q = fq_weight_row(&l.w_rows[c], f * base[u], qmax);
+                        for (j, v) in q.into_iter().enumerate() {
+                            wq[(j, i)] = v as f64;
+                        }
                     }
+                    let gw = st.gram[grp].dot(&wq);
+                    let b = l.bias[c] as f64;
+                    let xty = st.xty[grp].column(local);
+                    for i in 0..n {
+                        let col = wq.column(i);
+                        let quad = col.dot(&gw.column(i));
+                        let lin: f64 = col.iter().zip(&st.colsum[grp]).map(|(a, m)| a * m).sum();
+                        nq[i] += quad + 2.0 * b * lin + b * b * st.positions;
+                        dot[i] += col.dot(&xty) + b * st.sy[c];
+                    }
+                    yy += st.yy[c];
                 }
-                let gw = st.gram[grp].dot(&wq);
-                let b = l.bias[c] as f64;
-                let xty = st.xty[grp].column(local);
-                for i in 0..n {
-                    let col = wq.column(i);
-                    let quad = col.dot(&gw.column(i));
-                    let lin: f64 = col.iter().zip(&st.colsum[grp]).map(|(a, m)| a * m).sum();
-                    nq[i] += quad + 2.0 * b * lin + b * b * st.positions;
-                    dot[i] += col.dot(&xty) + b * st.sy[c];
-                }
-                yy += st.yy[c];
-            }
-            best(&cands, |i| cosine(dot[i], nq[i], yy))
+                (0..n).map(|i| cosine(dot[i], nq[i], yy)).collect()
+            };
+            coarse_to_fine(current[u], grid, |c| score(c))
         })
         .collect()
 }
 
-/// The candidate with the highest score; the first (the current value) on ties.
-fn best(cands: &[f32], score: impl Fn(usize) -> f64) -> f32 {
+/// The best of `current` and the points of `grid` by `score` (which scores a list of factors),
+/// searched coarse to fine: `current` and every `ceil(sqrt(n))`-th grid point, then every grid
+/// point between the neighbours of the best of those. Ties keep the earlier candidate, so the
+/// current factor stays unless another is strictly better.
+fn coarse_to_fine(current: f32, grid: &[f32], score: impl Fn(&[f32]) -> Vec<f64>) -> f32 {
+    let stride = (grid.len() as f64).sqrt().ceil().max(1.0) as usize;
+    let mut idx: Vec<usize> = (0..grid.len()).step_by(stride).collect();
+    if idx.last() != Some(&(grid.len() - 1)) {
+        idx.push(grid.len() - 1);
+    }
+    let mut cands = vec![current];
+    cands.extend(idx.iter().map(|&i| grid[i]));
+    let scores = score(&cands);
     let mut bi = 0;
-    let mut bs = score(0);
     for i in 1..cands.len() {
-        let s = score(i);
-        if s > bs {
-            (bi, bs) = (i, s);
+        if scores[i] > scores[bi] {
+            bi = i;
         }
     }
-    cands[bi]
+    if bi == 0 {
+        return current;
+    }
+    let centre = idx[bi - 1];
+    let (lo, hi) = (
+        centre.saturating_sub(stride - 1),
+        (centre + stride - 1).min(grid.len() - 1),
+    );
+    let fine: Vec<f32> = (lo..=hi)
+        .filter(|i| !idx.contains(i))
+        .map(|i| grid[i])
+        .collect();
+    let fine_scores = score(&fine);
+    let (mut bf, mut bs) = (grid[centre], scores[bi]);
+    for (f, s) in fine.iter().zip(fine_scores) {
+        if s > bs {
+            (bf, bs) = (*f, s);
+        }
+    }
+    bf
 }
 
 /// The subset of one sample's output positions the activation search uses, for a layer with
@@ -262,8 +296,11 @@ pub(crate) fn search_activation(
     let samples = y.nrows() / per.max(1);
     let score = |f: f32| -> f64 {
         let s = s0 * f;
-        let (mut dot, mut nq, mut yy) =
-            (vec![0f64; samples], vec![0f64; samples], vec![0f64; samples]);
+        let (mut dot, mut nq, mut yy) = (
+            vec![0f64; samples],
+            vec![0f64; samples],
+            vec![0f64; samples],
+        );
         for grp in 0..l.groups() {
             let xs = x_pre[grp].as_slice().expect("standard layout");
             let xq = fake_quantize(xs, s, zp, qmin, qmax);
@@ -286,36 +323,7 @@ pub(crate) fn search_activation(
             .sum::<f64>()
             / samples.max(1) as f64
     };
-    // Coarse: the current factor and every stride-th grid point (the last one included).
-    let stride = (grid.len() as f64).sqrt().ceil().max(1.0) as usize;
-    let mut idx: Vec<usize> = (0..grid.len()).step_by(stride).collect();
-    if idx.last() != Some(&(grid.len() - 1)) {
-        idx.push(grid.len() - 1);
-    }
-    let mut cands = vec![current];
-    cands.extend(idx.iter().map(|&i| grid[i]));
-    let scores: Vec<f64> = cands.par_iter().map(|&f| score(f)).collect();
-    let mut bi = 0;
-    for i in 1..cands.len() {
-        if scores[i] > scores[bi] {
-            bi = i;
-        }
-    }
-    if bi == 0 {
-        return current;
-    }
-    // Fine: every grid point between the neighbours of the best coarse point.
-    let centre = idx[bi - 1];
-    let (lo, hi) = (centre.saturating_sub(stride - 1), (centre + stride - 1).min(grid.len() - 1));
-    let fine: Vec<usize> = (lo..=hi).filter(|i| !idx.contains(i)).collect();
-    let fine_scores: Vec<f64> = fine.par_iter().map(|&i| score(grid[i])).collect();
-    let (mut bf, mut bs) = (grid[centre], scores[bi]);
-    for (k, &i) in fine.iter().enumerate() {
-        if fine_scores[k] > bs {
-            (bf, bs) = (grid[i], fine_scores[k]);
-        }
-    }
-    bf
+    coarse_to_fine(current, grid, |c| c.par_iter().map(|&f| score(f)).collect())
 }
 
 #[cfg(test)]
@@ -331,7 +339,11 @@ mod tests {
             .map(|i| i as f32 * 0.0137)
             .chain([0.5, 1.5, 2.5, -0.5, -1.5, 1e9, -1e9, 0.0])
             .collect();
-        for (s, zp, lo, hi) in [(0.1, 0, -127, 127), (0.05, -20, -128, 127), (1.0, 0, -64, 63)] {
+        for (s, zp, lo, hi) in [
+            (0.1, 0, -127, 127),
+            (0.05, -20, -128, 127),
+            (1.0, 0, -64, 63),
+        ] {
             assert_eq!(
                 fake_quantize(&xs, s, zp, lo, hi),
                 fake_quantize_slice(&xs, s, zp, lo, hi)
