@@ -845,3 +845,99 @@ fn set_act(st: &mut QState, followers: &[ValueId], p: &QParams) {
         st.params.insert(*m, p.clone());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qopt_ir::op::Conv;
+    use qopt_ir::{Shape, TypeInfo};
+
+    /// The statistics form of a channel's cosine (`search::weight_cosines`: im2col geometry,
+    /// Gram matrix, bias terms) equals the cosine computed directly from the convolution
+    /// that the fp32 interpreter runs (`eval_node`, the ONNX Conv the backend tests check)
+    /// with the weights fake-quantized: strided, padded, grouped.
+    #[test]
+    fn statistics_cosine_matches_direct_convolution() {
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", TypeInfo::new(DType::F32, Shape::known(&[1, 4, 5, 5])));
+        let wv: Vec<f32> = (0..4 * 2 * 3 * 3)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.031)
+            .collect();
+        let w = g.add_const("w", Tensor::from_vec(&[4, 2, 3, 3], wv));
+        let b = g.add_const("b", Tensor::from_vec(&[4], vec![0.3f32, -0.2, 0.1, 0.05]));
+        let conv = Conv {
+            group: 2,
+            pads: vec![1, 0, 1, 2],
+            strides: vec![2, 1],
+            ..Default::default()
+        };
+        let y = g.add_simple("conv", conv, &[x, w, b], "y");
+        let n = y.node;
+        let xs: Vec<Tensor> = (0..3)
+            .map(|s| {
+                let d: Vec<f32> = (0..100)
+                    .map(|i| (((i * 7 + s * 13) % 17) as f32 - 8.0) * 0.1)
+                    .collect();
+                Tensor::from_vec(&[1, 4, 5, 5], d)
+            })
+            .collect();
+        let wt = g.const_value(w).unwrap().clone();
+        let bt = g.const_value(b).unwrap().clone();
+        let ys: Vec<Tensor> = xs
+            .iter()
+            .map(|x| {
+                eval_node(&g.node(n).op, 13, &[Some(x), Some(&wt), Some(&bt)], 1)
+                    .unwrap()
+                    .remove(0)
+            })
+            .collect();
+        let l = Layer::of(&g, n, xs[0].shape(), ys[0].shape()).expect("a searchable conv");
+        let xv: Vec<Vec<f32>> = xs
+            .iter()
+            .map(|t| t.as_f32().unwrap().iter().copied().collect())
+            .collect();
+        let yv: Vec<Vec<f32>> = ys
+            .iter()
+            .map(|t| t.as_f32().unwrap().iter().copied().collect())
+            .collect();
+        let views: Vec<SampleView> = xv
+            .iter()
+            .zip(&yv)
+            .map(|(x, y)| SampleView { x, y })
+            .collect();
+        let st = search::Stats::gather(&l, &views, xs[0].shape(), ys[0].shape());
+        let base = 0.02f32;
+        for c in 0..4 {
+            for f in [0.7f32, 1.0, 1.6] {
+                let predicted = search::weight_cosines(&l, &st, &[c], base, &[f], 127)[0];
+                // Direct: channel c of the conv with every weight of channel c quantized.
+                let mut wq: Vec<f32> = wt.as_f32().unwrap().iter().copied().collect();
+                let kk = 2 * 9;
+                let q = search::fq_weight_row(&wq[c * kk..(c + 1) * kk], f * base, 127);
+                wq[c * kk..(c + 1) * kk].copy_from_slice(&q);
+                let wq = Tensor::from_vec(&[4, 2, 3, 3], wq);
+                let (mut d, mut nq, mut yy) = (0f64, 0f64, 0f64);
+                for (x, y) in xs.iter().zip(&ys) {
+                    let o = eval_node(&g.node(n).op, 13, &[Some(x), Some(&wq), Some(&bt)], 1)
+                        .unwrap()
+                        .remove(0);
+                    let (o, y) = (o.as_f32().unwrap(), y.as_f32().unwrap());
+                    let hw = o.shape()[2] * o.shape()[3];
+                    let os = o.as_slice().unwrap();
+                    let ysl = y.as_slice().unwrap();
+                    for p in 0..hw {
+                        let (a, t) = (os[c * hw + p] as f64, ysl[c * hw + p] as f64);
+                        d += a * t;
+                        nq += a * a;
+                        yy += t * t;
+                    }
+                }
+                let direct = search::cosine(d, nq, yy);
+                assert!(
+                    (predicted - direct).abs() < 1e-5,
+                    "channel {c} factor {f}: statistics {predicted} vs direct {direct}"
+                );
+            }
+        }
+    }
+}

@@ -188,41 +188,52 @@ pub(crate) fn search_weights(
     grid: &[f32],
     qmax: i32,
 ) -> Vec<f32> {
-    let (k, cg) = (l.k(), l.cout_g());
     units
         .par_iter()
         .enumerate()
         .map(|(u, chans)| {
-            // Scores of a list of factors (the current one, or grid points).
-            let score = |cands: &[f32]| -> Vec<f64> {
-                let n = cands.len();
-                let (mut dot, mut nq, mut yy) = (vec![0f64; n], vec![0f64; n], 0f64);
-                for &c in chans {
-                    let (grp, local) = (c / cg, c % cg);
-                    let mut wq = Array2::<f64>::zeros((k, n));
-                    for (i, f) in cands.iter().enumerate() {
-                        let q = fq_weight_row(&l.w_rows[c], f * base[u], qmax);
-                        for (j, v) in q.into_iter().enumerate() {
-                            wq[(j, i)] = v as f64;
-                        }
-                    }
-                    let gw = st.gram[grp].dot(&wq);
-                    let b = l.bias[c] as f64;
-                    let xty = st.xty[grp].column(local);
-                    for i in 0..n {
-                        let col = wq.column(i);
-                        let quad = col.dot(&gw.column(i));
-                        let lin: f64 = col.iter().zip(&st.colsum[grp]).map(|(a, m)| a * m).sum();
-                        nq[i] += quad + 2.0 * b * lin + b * b * st.positions;
-                        dot[i] += col.dot(&xty) + b * st.sy[c];
-                    }
-                    yy += st.yy[c];
-                }
-                (0..n).map(|i| cosine(dot[i], nq[i], yy)).collect()
-            };
-            coarse_to_fine(current[u], grid, |c| score(c))
+            coarse_to_fine(current[u], grid, |c| {
+                weight_cosines(l, st, chans, base[u], c, qmax)
+            })
         })
         .collect()
+}
+
+/// The cosine of the output of channels `chans` (pooled over positions and channels) for
+/// each weight scale `f * base` of `cands`, from the statistics alone.
+pub(crate) fn weight_cosines(
+    l: &Layer,
+    st: &Stats,
+    chans: &[usize],
+    base: f32,
+    cands: &[f32],
+    qmax: i32,
+) -> Vec<f64> {
+    let (k, cg) = (l.k(), l.cout_g());
+    let n = cands.len();
+    let (mut dot, mut nq, mut yy) = (vec![0f64; n], vec![0f64; n], 0f64);
+    for &c in chans {
+        let (grp, local) = (c / cg, c % cg);
+        let mut wq = Array2::<f64>::zeros((k, n));
+        for (i, f) in cands.iter().enumerate() {
+            let q = fq_weight_row(&l.w_rows[c], f * base, qmax);
+            for (j, v) in q.into_iter().enumerate() {
+                wq[(j, i)] = v as f64;
+            }
+        }
+        let gw = st.gram[grp].dot(&wq);
+        let b = l.bias[c] as f64;
+        let xty = st.xty[grp].column(local);
+        for i in 0..n {
+            let col = wq.column(i);
+            let quad = col.dot(&gw.column(i));
+            let lin: f64 = col.iter().zip(&st.colsum[grp]).map(|(a, m)| a * m).sum();
+            nq[i] += quad + 2.0 * b * lin + b * b * st.positions;
+            dot[i] += col.dot(&xty) + b * st.sy[c];
+        }
+        yy += st.yy[c];
+    }
+    (0..n).map(|i| cosine(dot[i], nq[i], yy)).collect()
 }
 
 /// The best of `current` and the points of `grid` by `score` (which scores a list of factors),
