@@ -682,6 +682,10 @@ pub fn optimise(
     Ok(report)
 }
 
+/// A searched layer: (cosine before, cosine after, activation factor kept, the quantized
+/// outputs with the kept scales).
+type LayerOutcome = (f64, f64, f32, Vec<Vec<Tensor>>);
+
 /// Search one layer; returns (cosine before, cosine after, activation factor kept, the
 /// quantized outputs with the kept scales). Updates `st` with the kept scales.
 #[allow(clippy::too_many_arguments)]
@@ -697,7 +701,7 @@ fn search_layer(
     opts: &EqOptions,
     grid: &[f32],
     ((qmin, qmax), wqmax): ((i32, i32), i32),
-) -> Result<(f64, f64, f32, Vec<Vec<Tensor>>), String> {
+) -> Result<LayerOutcome, String> {
     let g = walk.g;
     let q_start = walk.eval_q(n, st)?;
     let before = mean_cosine(&q_start, fp_outs);
