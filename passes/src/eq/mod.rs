@@ -619,9 +619,7 @@ pub fn optimise(
             if after > before {
                 report.improved += 1;
             }
-            report
-                .per_layer
-                .push((g.node(n).name.clone(), before, after));
+            report.per_layer.push((g.describe(n), before, after));
             cos_out.push((ValueId::new(n, 0), before, after));
             if let Some(p) = st.weights.get(&(n, 1)).map(|(_, p)| p.clone())
                 && p != wp0
