@@ -6,6 +6,7 @@ pub mod collect;
 pub mod const_fold;
 pub mod dce;
 pub mod dynamic;
+pub mod eq;
 pub mod fold_bias;
 pub mod fuse;
 pub mod observe;
@@ -76,6 +77,12 @@ pub fn registry() -> Registry {
         name: "calib",
         summary: "calibrate: observe, collect and thresholds in one step",
         expansion: &["observe", "collect", "thresholds"],
+    });
+    r.register(PassInfo {
+        name: "eq",
+        summary: "EasyQuant: per layer, search weight (per channel) and activation scales around the calibrated ones for the best output cosine with the quantized upstream network",
+        options: eq::OPTIONS,
+        create: eq::Eq::create,
     });
     r.register(PassInfo {
         name: "qdq",

@@ -96,6 +96,41 @@ fn adjust_for_bias(p: &mut QParams, s_in: f32, bias: &Tensor) {
     }
 }
 
+/// The weight scheme on a `bits`-bit grid (int8 symmetric, narrow).
+pub(crate) fn weight_scheme(bits: u32) -> QScheme {
+    QScheme {
+        bits,
+        ..QScheme::WEIGHTS
+    }
+}
+
+/// A weight's default parameters: per channel along `axis`, else per tensor over its range.
+pub(crate) fn weight_params(
+    scheme: QScheme,
+    w: &ndarray::ArrayViewD<f32>,
+    axis: Option<usize>,
+    t: &Tensor,
+) -> Result<QParams, qopt_calib::qparams::QParamsError> {
+    match axis {
+        Some(a) => scheme.per_channel(w, a),
+        None => scheme.qparams(finite_range(t)),
+    }
+}
+
+/// Whether parameters found on a weight (`@q`) can quantize it: symmetric int8, and one
+/// scale per channel along `axis` (or one scale where the weight is per tensor).
+pub(crate) fn fits_weight(q: &QParams, shape: &[usize], axis: Option<usize>) -> bool {
+    let n = match axis {
+        Some(a) if q.axis == Some(a) => shape[a],
+        None if q.axis.is_none() => 1,
+        _ => return false,
+    };
+    q.dtype == DType::I8
+        && q.scale.len() == n
+        && q.zero_point.iter().all(|&z| z == 0)
+        && q.scale.iter().all(|s| s.is_finite() && *s > 0.0)
+}
+
 struct Quantizer<'a> {
     spec: &'a TargetSpec,
     opts: QdqOptions,
@@ -183,9 +218,20 @@ impl Quantizer<'_> {
             return;
         };
         let axis = axis.filter(|_| self.spec.weights.is_per_channel(&op_type));
-        let p = match axis {
-            Some(a) => QScheme::WEIGHTS.per_channel(&w.view(), a),
-            None => QScheme::WEIGHTS.qparams(finite_range(&t)),
+        let scheme = weight_scheme(self.opts.bits);
+        let chosen = g.value(c).ann.qparams.clone();
+        let p = match (chosen, axis) {
+            // Scales chosen for this weight (by `eq`): used as they are when they fit.
+            (Some(q), _) if fits_weight(&q, w.shape(), axis) => Ok(q),
+            (Some(_), _) => {
+                self.report.warnings.push(format!(
+                    "weight '{}' of {}: its @q does not fit the weight (int8, one scale per channel along the target's axis): recomputed",
+                    g.value_name(c),
+                    g.describe(n)
+                ));
+                weight_params(scheme, &w.view(), axis, &t)
+            }
+            (None, _) => weight_params(scheme, &w.view(), axis, &t),
         };
         let mut p = match p {
             Ok(p) => p,
@@ -310,7 +356,7 @@ impl Quantizer<'_> {
         if t.dtype() != DType::F32 || t.is_empty() {
             return;
         }
-        let scheme = activation_scheme(self.spec);
+        let scheme = activation_scheme(self.spec, self.opts.bits);
         let Ok(p) = scheme.qparams(finite_range(&t)) else {
             return;
         };

@@ -10,7 +10,8 @@
 //!   dropped, as ONNX Runtime's quantizer does ([`activations`]).
 //! - Constants ([`constants`]): weights int8 symmetric (per channel where the target wants
 //!   it) stored as int8 + DequantizeLinear, or float + QuantizeLinear + DequantizeLinear
-//!   with `fake=true`; biases int32 with scale `s_in * s_w[c]` or float per target;
+//!   with `fake=true`; a weight that carries `@q` (per-channel int8 scales chosen by `eq`)
+//!   is quantized with those; biases int32 with scale `s_in * s_w[c]` or float per target;
 //!   float operands of other quantized ops int8 per tensor. `rounding=stochastic` rounds
 //!   weights up or down at random with probability by distance (seeded, reproducible).
 //! - The opset is raised to 13 when a per-axis Q/DQ needs it ([`opset`]).
@@ -20,10 +21,10 @@
 //! an error that names it: run `calib` first.
 
 mod activations;
-mod constants;
+pub(crate) mod constants;
 mod insert;
 pub mod opset;
-mod params;
+pub(crate) mod params;
 mod rounding;
 
 use crate::target::{Target, plan};
@@ -53,6 +54,12 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: Some("0"),
         help: "seed of stochastic rounding",
     },
+    OptionSpec {
+        name: "bits",
+        kind: OptKind::Int { min: 2, max: 8 },
+        default: Some("8"),
+        help: "bits of the integer grid (7: EasyQuant's int7; stored as int8/uint8 all the same)",
+    },
 ];
 
 /// How weights are rounded onto the integer grid.
@@ -69,6 +76,9 @@ pub enum Rounding {
 pub struct QdqOptions {
     pub fake: bool,
     pub rounding: Rounding,
+    /// Bits of the activation and weight grids (8; 7 for EasyQuant-style int7). The storage
+    /// type stays int8/uint8: only the scales (and so the grid points used) change.
+    pub bits: u32,
 }
 
 impl Default for QdqOptions {
@@ -76,6 +86,7 @@ impl Default for QdqOptions {
         QdqOptions {
             fake: false,
             rounding: Rounding::Nearest,
+            bits: 8,
         }
     }
 }
@@ -120,6 +131,7 @@ impl Qdq {
             options: QdqOptions {
                 fake: o.bool("fake"),
                 rounding,
+                bits: o.int("bits").unwrap_or(8) as u32,
             },
         }
     }
@@ -174,7 +186,7 @@ pub fn quantize(g: &mut Graph, target: Target, opts: QdqOptions) -> Result<Repor
     let spec = target.spec();
     let plan = plan(g, spec);
     let mut report = Report::default();
-    let mut params = params::resolve(g, spec, &plan, &mut report.warnings)?;
+    let mut params = params::resolve(g, spec, &plan, opts.bits, &mut report.warnings)?;
     let mut uses = plan.activations.clone();
     report.removed_activations =
         activations::remove_clamps(g, &plan.removable, &mut params, &mut uses);

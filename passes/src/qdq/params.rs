@@ -11,8 +11,8 @@ use qopt_calib::qparams::QScheme;
 use qopt_ir::{DType, Graph, QParams, Range, ValueId};
 use std::collections::BTreeMap;
 
-/// The scheme of the target's activations.
-pub(crate) fn activation_scheme(spec: &TargetSpec) -> QScheme {
+/// The scheme of the target's activations on a `bits`-bit grid.
+pub(crate) fn activation_scheme(spec: &TargetSpec, bits: u32) -> QScheme {
     let base = if spec.activations.symmetric {
         QScheme::ACTIVATIONS_SYMMETRIC
     } else if spec.activations.dtype == DType::U8 {
@@ -22,6 +22,7 @@ pub(crate) fn activation_scheme(spec: &TargetSpec) -> QScheme {
     };
     QScheme {
         dtype: spec.activations.dtype,
+        bits,
         ..base
     }
 }
@@ -38,9 +39,10 @@ pub(crate) fn resolve(
     g: &Graph,
     spec: &TargetSpec,
     plan: &QuantPlan,
+    bits: u32,
     warnings: &mut Vec<String>,
 ) -> Result<BTreeMap<ValueId, QParams>, QdqError> {
-    let scheme = activation_scheme(spec);
+    let scheme = activation_scheme(spec, bits);
     let mut out = BTreeMap::new();
     let mut missing: Vec<ValueId> = vec![];
     let fixed = |v: &ValueId| {
