@@ -19,6 +19,7 @@ use qopt_calib::methods::auto::{self, Candidate};
 use qopt_calib::methods::{self, Method, ThresholdOptions};
 use qopt_ir::{Attr, Graph, NodeId, ObserverState, Op, ValueId};
 use qopt_pass::{Changed, OptKind, OptionSpec, Pass, PassContext, PassError, PassOptions};
+use rayon::prelude::*;
 
 use crate::calib_inputs::{LayerRules, pass_method, target_spec};
 use crate::observe::observers;
@@ -174,22 +175,37 @@ impl Pass for Thresholds {
             thresholds_auto::choose(g, cx, auto_values, &opts, self.holdout)?
         };
 
-        for (n, v, method, overridden) in plan {
-            let name = g.value_name(v).to_string();
-            if state_of(g, n).min_max.is_some() {
-                let (range, used) = if method == Method::Auto {
-                    let c = chosen
-                        .iter()
-                        .find(|(a, _)| *a == v)
-                        .map(|(_, c)| c.clone())
-                        .expect("every auto value was scored");
-                    (c.range, Some(c.method))
-                } else {
-                    let r = methods::threshold(&method, state_of(g, n), &opts).map_err(|e| {
-                        PassError::msg(format!("value '{name}': method {method}: {e}"))
-                    })?;
-                    (r, overridden.then_some(method))
-                };
+        // Each value's threshold depends only on its own statistics: search them in parallel
+        // (the KL search dominates the pass), then write them in plan order, so the result is
+        // the same for any thread count.
+        let search = |(n, v, method, overridden): &(NodeId, ValueId, Method, bool)| {
+            if state_of(g, *n).min_max.is_none() {
+                return Ok(None);
+            }
+            if *method == Method::Auto {
+                let c = chosen
+                    .iter()
+                    .find(|(a, _)| a == v)
+                    .map(|(_, c)| c.clone())
+                    .expect("every auto value was scored");
+                return Ok(Some((c.range, Some(c.method))));
+            }
+            let r = methods::threshold(method, state_of(g, *n), &opts).map_err(|e| {
+                PassError::msg(format!(
+                    "value '{}': method {method}: {e}",
+                    g.value_name(*v)
+                ))
+            })?;
+            Ok(Some((r, overridden.then_some(method.clone()))))
+        };
+        let threads = crate::collect::thread_count(cx).min(plan.len()).max(1);
+        let found: Vec<Result<_, PassError>> =
+            match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+                Ok(pool) => pool.install(|| plan.par_iter().map(search).collect()),
+                Err(_) => plan.iter().map(search).collect(),
+            };
+        for ((n, v, _, _), found) in plan.into_iter().zip(found) {
+            if let Some((range, used)) = found? {
                 let ann = &mut g.value_mut(v).ann;
                 ann.range = Some(range);
                 if let Some(m) = used {
