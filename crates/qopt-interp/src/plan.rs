@@ -524,50 +524,7 @@ impl Plan {
         &self,
         inputs: &[(&str, &'a Tensor)],
     ) -> Result<Vec<&'a Tensor>, InterpError> {
-        let mut fed: Vec<Option<&Tensor>> = vec![None; self.inputs.len()];
-        for (name, t) in inputs {
-            match self.inputs.iter().position(|i| i.name == *name) {
-                Some(i) => fed[i] = Some(t),
-                None => {
-                    let all: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
-                    return Err(InterpError::UnknownInput(name.to_string(), all.join(", ")));
-                }
-            }
-        }
-        let mut syms: HashMap<&str, usize> = HashMap::new();
-        let mut out = Vec::with_capacity(fed.len());
-        for (pi, t) in self.inputs.iter().zip(fed) {
-            let Some(t) = t else {
-                return Err(InterpError::MissingInput(pi.name.clone()));
-            };
-            let mismatch = || InterpError::InputMismatch {
-                name: pi.name.clone(),
-                expected: type_string(&pi.ty),
-                got: format!("{}{:?}", t.dtype(), t.shape()).replace(' ', ""),
-            };
-            if pi.ty.dtype.is_some_and(|d| d != t.dtype()) {
-                return Err(mismatch());
-            }
-            if let Some(s) = &pi.ty.shape {
-                if s.rank() != t.rank() {
-                    return Err(mismatch());
-                }
-                for (d, &n) in s.dims().iter().zip(t.shape()) {
-                    match d {
-                        Dim::Known(k) if *k as usize != n => return Err(mismatch()),
-                        // "?" is how some exporters write an unknown dimension, not a name.
-                        Dim::Sym(name)
-                            if name != "?" && *syms.entry(name.as_str()).or_insert(n) != n =>
-                        {
-                            return Err(mismatch());
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            out.push(t);
-        }
-        Ok(out)
+        check_inputs(&self.inputs, inputs)
     }
 
     /// Run, calling `hook(value, tensor)` for every graph input and every value a step
@@ -846,4 +803,56 @@ fn try_inplace(st: &Step, slots: &mut [Slot]) -> Result<Option<Tensor>, OpError>
         }
     }
     Ok(None)
+}
+
+/// Match named inputs to a plan's inputs and check each one's dtype and shape (known dims
+/// equal, a symbolic dim the same size wherever it appears); shared by the fp32 and INT8 plans.
+pub(crate) fn check_inputs<'a>(
+    pins: &[PlanInput],
+    inputs: &[(&str, &'a Tensor)],
+) -> Result<Vec<&'a Tensor>, InterpError> {
+    let mut fed: Vec<Option<&Tensor>> = vec![None; pins.len()];
+    for (name, t) in inputs {
+        match pins.iter().position(|i| i.name == *name) {
+            Some(i) => fed[i] = Some(t),
+            None => {
+                let all: Vec<&str> = pins.iter().map(|i| i.name.as_str()).collect();
+                return Err(InterpError::UnknownInput(name.to_string(), all.join(", ")));
+            }
+        }
+    }
+    let mut syms: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(fed.len());
+    for (pi, t) in pins.iter().zip(fed) {
+        let Some(t) = t else {
+            return Err(InterpError::MissingInput(pi.name.clone()));
+        };
+        let mismatch = || InterpError::InputMismatch {
+            name: pi.name.clone(),
+            expected: type_string(&pi.ty),
+            got: format!("{}{:?}", t.dtype(), t.shape()).replace(' ', ""),
+        };
+        if pi.ty.dtype.is_some_and(|d| d != t.dtype()) {
+            return Err(mismatch());
+        }
+        if let Some(s) = &pi.ty.shape {
+            if s.rank() != t.rank() {
+                return Err(mismatch());
+            }
+            for (d, &n) in s.dims().iter().zip(t.shape()) {
+                match d {
+                    Dim::Known(k) if *k as usize != n => return Err(mismatch()),
+                    // "?" is how some exporters write an unknown dimension, not a name.
+                    Dim::Sym(name)
+                        if name != "?" && *syms.entry(name.as_str()).or_insert(n) != n =>
+                    {
+                        return Err(mismatch());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out.push(t);
+    }
+    Ok(out)
 }

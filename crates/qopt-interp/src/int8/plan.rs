@@ -11,8 +11,8 @@ use crate::error::{InterpError, OpError};
 use crate::kernels::int8::KernelKind;
 use crate::plan::PlanInput;
 use crate::pool::BufferPool;
-use qopt_ir::{Dim, Graph, Tensor, TypeInfo, ValueId};
-use std::collections::{BTreeMap, HashMap};
+use qopt_ir::{Graph, Tensor, ValueId};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Options of an integer plan.
@@ -188,50 +188,7 @@ impl QPlan {
         &self,
         inputs: &[(&str, &'a Tensor)],
     ) -> Result<Vec<&'a Tensor>, InterpError> {
-        let pins = &self.lowered.inputs;
-        let mut fed: Vec<Option<&Tensor>> = vec![None; pins.len()];
-        for (name, t) in inputs {
-            match pins.iter().position(|i| i.name == *name) {
-                Some(i) => fed[i] = Some(t),
-                None => {
-                    let all: Vec<&str> = pins.iter().map(|i| i.name.as_str()).collect();
-                    return Err(InterpError::UnknownInput(name.to_string(), all.join(", ")));
-                }
-            }
-        }
-        let mut syms: HashMap<&str, usize> = HashMap::new();
-        let mut out = vec![];
-        for (pi, t) in pins.iter().zip(fed) {
-            let Some(t) = t else {
-                return Err(InterpError::MissingInput(pi.name.clone()));
-            };
-            let mismatch = || InterpError::InputMismatch {
-                name: pi.name.clone(),
-                expected: type_string(&pi.ty),
-                got: format!("{}{:?}", t.dtype(), t.shape()).replace(' ', ""),
-            };
-            if pi.ty.dtype.is_some_and(|d| d != t.dtype()) {
-                return Err(mismatch());
-            }
-            if let Some(s) = &pi.ty.shape {
-                if s.rank() != t.rank() {
-                    return Err(mismatch());
-                }
-                for (d, &n) in s.dims().iter().zip(t.shape()) {
-                    match d {
-                        Dim::Known(k) if *k as usize != n => return Err(mismatch()),
-                        Dim::Sym(name)
-                            if name != "?" && *syms.entry(name.as_str()).or_insert(n) != n =>
-                        {
-                            return Err(mismatch());
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            out.push(t);
-        }
-        Ok(out)
+        crate::plan::check_inputs(&self.lowered.inputs, inputs)
     }
 
     /// Run, calling `hook(value, tensor)` for every kept value ([`QPlanOptions::keep`]) right
@@ -365,14 +322,6 @@ impl QPlan {
             }
             Ok(result)
         })
-    }
-}
-
-fn type_string(ty: &TypeInfo) -> String {
-    let d = ty.dtype.map_or("?".to_string(), |d| d.to_string());
-    match &ty.shape {
-        Some(s) => format!("{d}{s}"),
-        None => format!("{d}[...]"),
     }
 }
 
