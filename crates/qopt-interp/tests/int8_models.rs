@@ -68,32 +68,63 @@ fn base_name(file: &str) -> String {
     file.split('.').next().unwrap_or(file).to_string()
 }
 
+/// One quantized model with its test input and qopt's fp32 QDQ reference outputs on it (run
+/// once, shared by [`yardsticks`] and the comparisons).
+struct Case {
+    name: String,
+    io: PathBuf,
+    g: Graph,
+    feed: Vec<(String, Tensor)>,
+    /// `None` for graphs of explicit integer ops (QOperator, dynamic): no fp32 form, so those
+    /// are checked against ONNX Runtime only.
+    reference: Option<Vec<Tensor>>,
+}
+
+impl Case {
+    fn load(model: &Path) -> Case {
+        let name = model.file_name().unwrap().to_string_lossy().to_string();
+        let io = model.with_extension("io");
+        let g = qopt_onnx::load(model).expect("import").graph;
+        let feed = inputs(&io);
+        let named: Vec<(&str, &Tensor)> = feed.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let opts = PlanOptions {
+            threads: Some(1),
+            ..Default::default()
+        };
+        let reference = match Plan::new(&g, &opts) {
+            Ok(mut p) => Some(p.run(&named).expect("reference run")),
+            Err(e) => {
+                println!("{name}: no fp32 reference ({e})");
+                None
+            }
+        };
+        Case {
+            name,
+            io,
+            g,
+            feed,
+            reference,
+        }
+    }
+}
+
 /// Per (model, output): how far apart ONNX Runtime (exact integer arithmetic on the `_rr`
 /// variants) and qopt's fp32 QDQ reference are, as (max LSB difference, min cosine) over the
 /// model's `_rr` QDQ variants. Both are correct; in a deep network a rounding tie decided
 /// differently in one layer propagates, so this is the agreement to expect of a third correct
 /// implementation (the INT8 plan) where the 99.9%-equal criterion is out of reach.
-fn yardsticks(cases: &[PathBuf]) -> std::collections::BTreeMap<(String, usize), (i64, f64)> {
+fn yardsticks(cases: &[Case]) -> std::collections::BTreeMap<(String, usize), (i64, f64)> {
     let mut out = std::collections::BTreeMap::new();
-    for model in cases {
-        let name = model.file_name().unwrap().to_string_lossy().to_string();
+    for c in cases {
+        let (name, io, g) = (&c.name, &c.io, &c.g);
         if !name.contains("_rr.") || !name.contains(".qdq_") {
             continue;
         }
-        let io = model.with_extension("io");
-        let g = qopt_onnx::load(model).expect("import").graph;
-        let feed_owned = inputs(&io);
-        let feed: Vec<(&str, &Tensor)> = feed_owned.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        let opts = PlanOptions {
-            threads: Some(1),
-            ..Default::default()
-        };
-        let Ok(mut p) = Plan::new(&g, &opts) else {
+        let Some(want) = &c.reference else {
             continue;
         };
-        let want = p.run(&feed).expect("reference run");
         for (i, (r, &v)) in want.iter().zip(g.outputs()).enumerate() {
-            let Some((scale, _)) = output_qparams(&g, v) else {
+            let Some((scale, _)) = output_qparams(g, v) else {
                 continue;
             };
             let ort = support::read_npy(&io.join(format!("ort_{i}.npy"))).unwrap();
@@ -103,7 +134,7 @@ fn yardsticks(cases: &[PathBuf]) -> std::collections::BTreeMap<(String, usize), 
                 "{name} output {i}: ONNX Runtime vs the fp32 reference: {:.4}% equal, max {m} LSB, cosine {c:.6}",
                 e * 100.0
             );
-            let y = out.entry((base_name(&name), i)).or_insert((0i64, 1.0f64));
+            let y = out.entry((base_name(name), i)).or_insert((0i64, 1.0f64));
             y.0 = y.0.max(m);
             y.1 = y.1.min(c);
         }
@@ -181,31 +212,15 @@ fn int8_plan_matches_onnx_runtime_and_the_reference() {
     let cases = cases();
     // Every comparison is printed; the failures are collected and reported together.
     let mut failures: Vec<String> = vec![];
+    let cases: Vec<Case> = cases.iter().map(|m| Case::load(m)).collect();
     let yardsticks = yardsticks(&cases);
-    for model in &cases {
-        let name = model.file_name().unwrap().to_string_lossy().to_string();
-        let io = model.with_extension("io");
-        let g = qopt_onnx::load(model).expect("import").graph;
-        let feed_owned = inputs(&io);
-        let feed: Vec<(&str, &Tensor)> = feed_owned.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        // The fp32 reference runs QDQ graphs; explicit integer ops (QOperator and dynamic models)
-        // have no fp32 form, so those are checked against ONNX Runtime only.
-        let want_ref = match Plan::new(
-            &g,
-            &PlanOptions {
-                threads: Some(1),
-                ..Default::default()
-            },
-        ) {
-            Ok(mut p) => Some(p.run(&feed).expect("reference run")),
-            Err(e) => {
-                println!("{name}: no fp32 reference ({e})");
-                None
-            }
-        };
+    for case in &cases {
+        let (name, io, g) = (&case.name, &case.io, &case.g);
+        let feed: Vec<(&str, &Tensor)> = case.feed.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let want_ref = &case.reference;
         for kind in kinds() {
             let mut plan = QPlan::new(
-                &g,
+                g,
                 &QPlanOptions {
                     threads: Some(1),
                     kernels: Some(kind),
@@ -222,11 +237,11 @@ fn int8_plan_matches_onnx_runtime_and_the_reference() {
             }
             for (i, (t, &v)) in got.iter().zip(g.outputs()).enumerate() {
                 let ort = support::read_npy(&io.join(format!("ort_{i}.npy"))).unwrap();
-                match output_qparams(&g, v) {
+                match output_qparams(g, v) {
                     Some((scale, _)) => {
                         let exact_ort = name.contains("_rr.");
                         let reference = want_ref.as_ref().map(|w| &w[i]);
-                        let yard = yardsticks.get(&(base_name(&name), i)).copied();
+                        let yard = yardsticks.get(&(base_name(name), i)).copied();
                         let mut against = vec![("ONNX Runtime", &ort)];
                         against.extend(reference.map(|w| ("the fp32 reference", w)));
                         for (what, want) in against {
