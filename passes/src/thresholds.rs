@@ -45,6 +45,12 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "percentile: the percentile of |x| kept (default 99.99)",
     },
     OptionSpec {
+        name: "abs",
+        kind: OptKind::Bool,
+        default: None,
+        help: "percentile: cut |x| (true, ONNX Runtime's symmetric form) or each tail (false); default: the target's symmetry",
+    },
+    OptionSpec {
         name: "levels",
         kind: OptKind::Int {
             min: 2,
@@ -67,6 +73,7 @@ pub const OPTIONS: &[OptionSpec] = &[
 pub struct Thresholds {
     method: Option<String>,
     p: Option<f64>,
+    abs: Option<bool>,
     levels: Option<usize>,
     holdout: usize,
 }
@@ -76,6 +83,7 @@ impl Thresholds {
         let t = Thresholds {
             method: o.str("method").map(str::to_string),
             p: o.float("p"),
+            abs: o.is_set("abs").then(|| o.bool("abs")),
             levels: o.int("levels").map(|l| l as usize),
             holdout: o.int("holdout").unwrap_or(0) as usize,
         };
@@ -86,15 +94,25 @@ impl Thresholds {
         Ok(Box::new(t))
     }
 
-    /// Apply the `p` and `levels` options to the method they belong to.
+    /// Apply the `p`, `abs` and `levels` options to the method they belong to.
     fn with_options(&self, mut m: Method) -> Result<Method, String> {
         if let Some(pv) = self.p {
             match &mut m {
-                Method::Percentile { p } if pv > 0.0 => *p = pv,
+                Method::Percentile { p, .. } if pv > 0.0 => *p = pv,
                 Method::Percentile { .. } => return Err(format!("p={pv}: must be in (0, 100]")),
                 other => {
                     return Err(format!(
                         "option p applies to method percentile, not {other}"
+                    ));
+                }
+            }
+        }
+        if let Some(av) = self.abs {
+            match &mut m {
+                Method::Percentile { abs, .. } => *abs = Some(av),
+                other => {
+                    return Err(format!(
+                        "option abs applies to method percentile, not {other}"
                     ));
                 }
             }
