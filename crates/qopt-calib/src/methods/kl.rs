@@ -78,12 +78,27 @@ pub fn kl_bins(bins: &[u64], levels: usize) -> Option<usize> {
     best.map(|(_, i)| i)
 }
 
+/// Fewest non-zero values per histogram bin, on average, for the search to run.
+///
+/// A histogram that sparse (a squeeze-excitation gate: 8-200 values per sample; a classifier's
+/// logits) measures sampling noise, not a distribution: with one value in most occupied bins,
+/// Q reproduces P at small `i` and the search clips most of the range (PP-OCRv4 cls, 64
+/// calibration images: SE gates in [0, 0.86] clipped to 0.11, top-1 agreement 55%). Below
+/// this density `kl` keeps the whole range. TensorRT calibrates with hundreds of images, where
+/// only such small tensors are this sparse.
+pub const MIN_VALUES_PER_BIN: u64 = 8;
+
 /// The `kl` threshold (in value units) for a histogram of |x| over `[0, hi)` whose bin 0
-/// holds `zeros` exact zeros, or `None` when there is nothing to clip.
+/// holds `zeros` exact zeros, or `None` when there is nothing to clip or too little data
+/// ([`MIN_VALUES_PER_BIN`]).
 pub fn kl_threshold(counts: &[u64], bin_width: f64, zeros: u64, levels: usize) -> Option<f64> {
     let mut bins = counts.to_vec();
     if let Some(b0) = bins.first_mut() {
         *b0 = b0.saturating_sub(zeros);
+    }
+    let values: u64 = bins.iter().sum();
+    if values < MIN_VALUES_PER_BIN * bins.len() as u64 {
+        return None;
     }
     kl_bins(&bins, levels).map(|m| (m as f64 + 0.5) * bin_width)
 }
@@ -119,6 +134,23 @@ mod tests {
             kl_threshold(&with_zeros, 1.0, 1_000_000, 128),
             Some(m as f64 + 0.5)
         );
+    }
+
+    #[test]
+    fn sparse_histograms_keep_the_whole_range() {
+        // 2048 bins, 1000 values (a gate of 16 channels over 64 samples): below 8 per bin.
+        let mut bins = vec![0u64; 2048];
+        for j in 0..1000 {
+            bins[(j * j) % 1900] += 1;
+        }
+        assert!(
+            kl_bins(&bins, 128).is_some(),
+            "the search itself would clip"
+        );
+        assert_eq!(kl_threshold(&bins, 1.0, 0, 128), None);
+        // The same shape with 20x the data is searched.
+        let dense: Vec<u64> = bins.iter().map(|b| b * 20).collect();
+        assert!(kl_threshold(&dense, 1.0, 0, 128).is_some());
     }
 
     #[test]
