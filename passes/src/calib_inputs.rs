@@ -260,7 +260,7 @@ mod tests {
     fn overrides_split_outside_braces_and_match_whole_names() {
         let o = MethodOverride::parse("conv{1,2}=percentile{p=99.9}").unwrap();
         assert_eq!(o.pattern.text, "conv{1,2}");
-        assert_eq!(o.method, Method::Percentile { p: 99.9 });
+        assert_eq!(o.method, Method::Percentile { p: 99.9, abs: None });
         assert!(o.pattern.is_match("convv") && !o.pattern.is_match("xconvv"));
         assert!(MethodOverride::parse("nomethod").is_err());
         assert!(MethodOverride::parse("=kl").is_err());

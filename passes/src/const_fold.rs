@@ -27,6 +27,9 @@ pub const OPTIONS: &[OptionSpec] = &[OptionSpec {
     help: "largest folded output that may exceed the size of the constants it replaces",
 }];
 
+/// The default of option `max-elements`.
+pub const DEFAULT_MAX_ELEMENTS: usize = 65536;
+
 pub struct ConstFold {
     max_elements: usize,
 }
@@ -34,7 +37,9 @@ pub struct ConstFold {
 impl ConstFold {
     pub fn new(opts: &PassOptions) -> ConstFold {
         ConstFold {
-            max_elements: opts.int("max-elements").unwrap_or(65536) as usize,
+            max_elements: opts
+                .int("max-elements")
+                .map_or(DEFAULT_MAX_ELEMENTS, |m| m as usize),
         }
     }
 }

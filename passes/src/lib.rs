@@ -15,6 +15,7 @@ pub mod shape_infer;
 pub mod target;
 pub mod thresholds;
 pub mod thresholds_auto;
+pub mod thresholds_refine;
 
 /// The `--calib SOURCE` argument, as given; the calibration passes interpret it.
 #[derive(Clone, Debug, PartialEq, Eq)]

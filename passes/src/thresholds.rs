@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use crate::calib_inputs::{LayerRules, pass_method, target_spec};
 use crate::observe::observers;
 use crate::thresholds_auto;
+use crate::thresholds_refine::{self, AutoValue};
 
 /// The note naming the method behind a value's range, where it is not the pass's own.
 pub const METHOD_NOTE: &str = "calib";
@@ -45,6 +46,12 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "percentile: the percentile of |x| kept (default 99.99)",
     },
     OptionSpec {
+        name: "abs",
+        kind: OptKind::Bool,
+        default: None,
+        help: "percentile: cut |x| (true, ONNX Runtime's symmetric form) or each tail (false); default: the target's symmetry",
+    },
+    OptionSpec {
         name: "levels",
         kind: OptKind::Int {
             min: 2,
@@ -62,13 +69,31 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: Some("0"),
         help: "auto: score on the last K samples, left out by collect{holdout=K} (0: the last 4 calibration samples)",
     },
+    OptionSpec {
+        name: "refine",
+        kind: OptKind::Int { min: 0, max: 100 },
+        default: None,
+        help: "auto: then pick the best whole-network assignment (each method everywhere, or the local choice) by the network's output error, and run K greedy per-value sweeps on it (0: the start only)",
+    },
+    OptionSpec {
+        name: "refine-samples",
+        kind: OptKind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+        default: Some("16"),
+        help: "auto refine: the last N calibration samples the network runs on",
+    },
 ];
 
 pub struct Thresholds {
     method: Option<String>,
     p: Option<f64>,
+    abs: Option<bool>,
     levels: Option<usize>,
     holdout: usize,
+    refine: Option<usize>,
+    refine_samples: usize,
 }
 
 impl Thresholds {
@@ -76,8 +101,11 @@ impl Thresholds {
         let t = Thresholds {
             method: o.str("method").map(str::to_string),
             p: o.float("p"),
+            abs: o.is_set("abs").then(|| o.bool("abs")),
             levels: o.int("levels").map(|l| l as usize),
             holdout: o.int("holdout").unwrap_or(0) as usize,
+            refine: o.int("refine").map(|k| k as usize),
+            refine_samples: o.int("refine-samples").unwrap_or(16) as usize,
         };
         // Check what can be checked before the model is loaded.
         if let Some(m) = &t.method {
@@ -86,15 +114,25 @@ impl Thresholds {
         Ok(Box::new(t))
     }
 
-    /// Apply the `p` and `levels` options to the method they belong to.
+    /// Apply the `p`, `abs` and `levels` options to the method they belong to.
     fn with_options(&self, mut m: Method) -> Result<Method, String> {
         if let Some(pv) = self.p {
             match &mut m {
-                Method::Percentile { p } if pv > 0.0 => *p = pv,
+                Method::Percentile { p, .. } if pv > 0.0 => *p = pv,
                 Method::Percentile { .. } => return Err(format!("p={pv}: must be in (0, 100]")),
                 other => {
                     return Err(format!(
                         "option p applies to method percentile, not {other}"
+                    ));
+                }
+            }
+        }
+        if let Some(av) = self.abs {
+            match &mut m {
+                Method::Percentile { abs, .. } => *abs = Some(av),
+                other => {
+                    return Err(format!(
+                        "option abs applies to method percentile, not {other}"
                     ));
                 }
             }
@@ -151,6 +189,7 @@ impl Pass for Thresholds {
         let mut plan: Vec<(NodeId, ValueId, Method, bool)> = Vec::new();
         let mut no_data: Vec<String> = Vec::new();
         let mut auto_values: Vec<(ValueId, Vec<Candidate>)> = Vec::new();
+        let mut refine_values: Vec<AutoValue> = Vec::new();
         for &(n, v) in &obs {
             let (method, overridden) = match rules.override_for(g, v) {
                 Some(o) => (o.method.clone(), true),
@@ -165,6 +204,19 @@ impl Pass for Thresholds {
             if method == Method::Auto && !auto_values.iter().any(|(a, _)| *a == v) {
                 let c = auto::candidates(state, &opts)
                     .map_err(|e| PassError::msg(format!("value '{}': {e}", g.value_name(v))))?;
+                if self.refine.is_some() {
+                    refine_values.push(AutoValue {
+                        value: v,
+                        candidates: c.clone(),
+                        per_method: auto::candidate_methods()
+                            .into_iter()
+                            .map(|m| {
+                                let r = methods::threshold(&m, state, &opts).ok();
+                                (m, r)
+                            })
+                            .collect(),
+                    });
+                }
                 auto_values.push((v, c));
             }
             plan.push((n, v, method, overridden));
@@ -217,6 +269,32 @@ impl Pass for Thresholds {
             // hands them back the value it watched.
             g.replace_all_uses(ValueId::new(n, 0), v);
             g.remove_node(n);
+        }
+        if !refine_values.is_empty() {
+            let r = thresholds_refine::refine(
+                g,
+                cx,
+                spec,
+                &refine_values,
+                self.refine.unwrap_or(0),
+                self.refine_samples,
+            )?;
+            cx.note(
+                "thresholds",
+                format!(
+                    "auto refine on {} samples: output SQNR {:.2} dB (local choice) -> {:.2} dB (start{}) -> {:.2} dB; {} of {} values changed, {} simulations",
+                    r.samples,
+                    thresholds_refine::sqnr_db(r.local),
+                    thresholds_refine::sqnr_db(r.start),
+                    r.start_method
+                        .map(|m| format!(": {m} everywhere"))
+                        .unwrap_or_default(),
+                    thresholds_refine::sqnr_db(r.end),
+                    r.changed_values,
+                    refine_values.len(),
+                    r.simulations
+                ),
+            );
         }
         if !no_data.is_empty() {
             cx.warn(

@@ -150,6 +150,28 @@ fn percentile_matches_onnxruntime() {
             qlo <= olo + 1e-6 && qlo >= olo - w - 1e-6,
             "{name}: {qlo} vs {olo}"
         );
+        // The same cut through the method for an asymmetric target (`percentile{abs=true}`,
+        // ORT's `CalibTensorRangeSymmetric=True` with int8 activations): [max(-t, min),
+        // min(t, max)], widened to include 0 as every qopt range is.
+        let asym = ThresholdOptions {
+            symmetric: false,
+            bits: 8,
+        };
+        let m = Method::Percentile {
+            p: 99.99,
+            abs: Some(true),
+        };
+        let r = methods::threshold(&m, &state(&case), &asym).unwrap();
+        assert!(
+            (r.max as f64 - qhi.max(0.0)).abs() <= 1e-5 * qhi.abs().max(1.0),
+            "{name}: {} vs {qhi}",
+            r.max
+        );
+        assert!(
+            (r.min as f64 - qlo.min(0.0)).abs() <= 1e-5 * qlo.abs().max(1.0),
+            "{name}: {} vs {qlo}",
+            r.min
+        );
         // Asymmetric (ORT's signed histogram, (100 - p) / 2 percent cut from each tail).
         let signed = hist(&case["signed_hist"]);
         let w = signed.bin_width();
@@ -157,7 +179,12 @@ fn percentile_matches_onnxruntime() {
             symmetric: false,
             bits: 8,
         };
-        let r = methods::threshold(&Method::Percentile { p: 99.9 }, &state(&case), &asym).unwrap();
+        let r = methods::threshold(
+            &Method::Percentile { p: 99.9, abs: None },
+            &state(&case),
+            &asym,
+        )
+        .unwrap();
         let (olo, ohi) = (
             f(&case["ort_percentile_asym"]["lo"]),
             f(&case["ort_percentile_asym"]["hi"]),

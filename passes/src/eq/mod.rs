@@ -230,7 +230,7 @@ impl Pass for Eq {
 type PerSample = Vec<Arc<Tensor>>;
 
 /// The fake-quantization state of the network: activation and weight parameters.
-struct QState {
+pub(crate) struct QState {
     params: BTreeMap<ValueId, QParams>,
     /// (node, slot) of each planned weight -> its constant and parameters.
     weights: BTreeMap<(NodeId, usize), (ValueId, QParams)>,
@@ -245,7 +245,12 @@ fn fq_weight_tensor(t: &Tensor, p: &QParams) -> Option<Tensor> {
 }
 
 impl QState {
-    fn new(g: &Graph, spec: &TargetSpec, qp: &QuantPlan, bits: u32) -> Result<QState, String> {
+    pub(crate) fn new(
+        g: &Graph,
+        spec: &TargetSpec,
+        qp: &QuantPlan,
+        bits: u32,
+    ) -> Result<QState, String> {
         // Values left without a range stay fp32 here as in `qdq` (its warning says so).
         let params = resolve(g, spec, qp, bits, &mut Vec::new()).map_err(|e| e.to_string())?;
         let mut st = QState {
@@ -275,6 +280,28 @@ impl QState {
             st.set_weight(g, ci.node, ci.slot, c, p);
         }
         Ok(st)
+    }
+
+    /// The network unquantized: `simulate` under it runs fp32.
+    pub(crate) fn fp32(bits: u32) -> QState {
+        QState {
+            params: BTreeMap::new(),
+            weights: BTreeMap::new(),
+            wfq: BTreeMap::new(),
+            bits,
+        }
+    }
+
+    /// Re-read the activation parameters from the graph's ranges (weights unchanged).
+    pub(crate) fn reset_activations(
+        &mut self,
+        g: &Graph,
+        spec: &TargetSpec,
+        qp: &QuantPlan,
+    ) -> Result<(), String> {
+        self.params =
+            resolve(g, spec, qp, self.bits, &mut Vec::new()).map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     fn set_weight(&mut self, g: &Graph, n: NodeId, slot: usize, c: ValueId, p: QParams) {
@@ -482,7 +509,7 @@ impl<'a> Walk<'a> {
 }
 
 /// Run the quantized network under `st` and return its outputs per sample.
-fn simulate(
+pub(crate) fn simulate(
     g: &Graph,
     samples: &[Vec<(String, Tensor)>],
     st: &QState,

@@ -96,6 +96,12 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "mark Conv/Gemm + Relu/Clip(0,6)/LeakyRelu as fused (@fused_act note)",
     },
     OptionSpec {
+        name: "const",
+        kind: OptKind::Bool,
+        default: Some("true"),
+        help: "first fold constant sub-graphs (const-fold), so weights and biases computed from constants fold too",
+    },
+    OptionSpec {
         name: "iters",
         kind: OptKind::Int { min: 1, max: 1000 },
         default: Some("32"),
@@ -174,6 +180,8 @@ pub fn fuse_graph(
 pub struct Fuse {
     pub topics: Topics,
     pub mark_activations: bool,
+    /// Run `const-fold` first (option `const`).
+    pub fold_constants: bool,
     pub iters: usize,
 }
 
@@ -182,6 +190,7 @@ impl Default for Fuse {
         Fuse {
             topics: Topics::ALL,
             mark_activations: true,
+            fold_constants: true,
             iters: DEFAULT_ITERS,
         }
     }
@@ -197,6 +206,7 @@ impl Fuse {
                 identity: o.bool("identity"),
             },
             mark_activations: o.bool("act"),
+            fold_constants: o.bool("const"),
             iters: o.int("iters").map_or(DEFAULT_ITERS, |i| i as usize),
         }
     }
@@ -237,13 +247,28 @@ impl Pass for Fuse {
     }
 
     fn run(&mut self, g: &mut Graph, cx: &mut PassContext) -> Result<Changed, PassError> {
-        run_as_pass(
+        // Weights and biases are often computed from constants in the exported graph
+        // (PaddlePaddle's SE blocks add `Reshape(offset, shape)` after a bias-less Conv): folded
+        // first, they are constants the rules can fold into the layer, as ONNX Runtime's
+        // `quant_pre_process` does with the ONNX optimizer. Otherwise `qdq` would quantize the
+        // Conv output and the reshaped bias as two activations.
+        let folded = if self.fold_constants {
+            let n = crate::const_fold::fold_constants(g, crate::const_fold::DEFAULT_MAX_ELEMENTS)?;
+            if n > 0 {
+                cx.note("fuse", format!("const-fold: folded {n} nodes first"));
+            }
+            n
+        } else {
+            0
+        };
+        let changed = run_as_pass(
             "fuse",
             g,
             cx,
             self.topics,
             self.mark_activations,
             self.iters,
-        )
+        )?;
+        Ok(if folded > 0 { Changed::Yes } else { changed })
     }
 }

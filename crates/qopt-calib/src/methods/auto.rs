@@ -4,7 +4,7 @@
 //! The error needs the interpreter (run the layer with the value fake-quantized to a
 //! candidate range and compare its output with fp32, on held-back calibration samples, as the
 //! `thresholds` pass will do), so this module only builds the candidates and picks the best
-//! under a scoring callback. Candidates come in a fixed order (minmax, percentile, kl,
+//! under a scoring callback. Candidates come in a fixed order (minmax, percentile, percentile of |x|, kl,
 //! kl-signed, mse, admm); identical ranges are scored once (the first method keeps them);
 //! ties and NaN scores resolve to the earlier candidate, so the choice is deterministic.
 
@@ -23,7 +23,16 @@ pub struct Candidate {
 pub fn candidate_methods() -> Vec<Method> {
     vec![
         Method::MinMax { ema: None },
-        Method::Percentile { p: 99.99 },
+        Method::Percentile {
+            p: 99.99,
+            abs: None,
+        },
+        // ONNX Runtime's symmetric percentile, clipped to the observed range: for an
+        // asymmetric target one cut over both tails (the same range as above when symmetric).
+        Method::Percentile {
+            p: 99.99,
+            abs: Some(true),
+        },
         Method::Kl { levels: None },
         Method::KlSigned {
             levels: 128,

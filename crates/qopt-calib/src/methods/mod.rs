@@ -61,8 +61,11 @@ pub enum MethodError {
 pub enum Method {
     /// Running min/max; `ema` asks the observers for ONNX Runtime's moving average.
     MinMax { ema: Option<f32> },
-    /// Percentile of |x| (or of each tail, asymmetric).
-    Percentile { p: f64 },
+    /// Percentile of |x| (one cut over both tails) or of each tail. `abs: None` follows the
+    /// target (|x| when symmetric, each tail when asymmetric); `Some(true)` cuts |x| for an
+    /// asymmetric target too and clips the result to the observed range, as ONNX Runtime's
+    /// `CalibTensorRangeSymmetric=True` does; `Some(false)` cuts each tail.
+    Percentile { p: f64, abs: Option<bool> },
     /// TensorRT EntropyCalibration2 on |x|; `levels` defaults to 2^(bits-1).
     Kl { levels: Option<usize> },
     /// ONNX Runtime's entropy search on signed x; `bins` asks the observers for that many bins.
@@ -146,7 +149,10 @@ impl Method {
         };
         let mut m = match name {
             "minmax" => Method::MinMax { ema: None },
-            "percentile" => Method::Percentile { p: 99.99 },
+            "percentile" => Method::Percentile {
+                p: 99.99,
+                abs: None,
+            },
             "kl" => Method::Kl { levels: None },
             "kl-signed" => Method::KlSigned {
                 levels: 128,
@@ -167,13 +173,20 @@ impl Method {
                     *ema = Some(c);
                 }
                 (Method::MinMax { .. }, _) => return Err(unknown(k, "ema")),
-                (Method::Percentile { p }, "p") => {
+                (Method::Percentile { abs, .. }, "abs") => {
+                    *abs = Some(match v {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad(k, v, "expected true or false")),
+                    });
+                }
+                (Method::Percentile { p, .. }, "p") => {
                     *p = parse_num(name, k, v)?;
                     if !(*p > 0.0 && *p <= 100.0) {
                         return Err(bad(k, v, "must be in (0, 100]"));
                     }
                 }
-                (Method::Percentile { .. }, _) => return Err(unknown(k, "p")),
+                (Method::Percentile { .. }, _) => return Err(unknown(k, "p, abs")),
                 (Method::Kl { levels }, "levels") => {
                     let l: usize = parse_num(name, k, v)?;
                     if l < 2 {
@@ -223,7 +236,8 @@ impl fmt::Display for Method {
         match self {
             Method::MinMax { ema: None } => write!(f, "minmax"),
             Method::MinMax { ema: Some(c) } => write!(f, "minmax{{ema={c}}}"),
-            Method::Percentile { p } => write!(f, "percentile{{p={p}}}"),
+            Method::Percentile { p, abs: None } => write!(f, "percentile{{p={p}}}"),
+            Method::Percentile { p, abs: Some(a) } => write!(f, "percentile{{p={p} abs={a}}}"),
             Method::Kl { levels: None } => write!(f, "kl"),
             Method::Kl { levels: Some(l) } => write!(f, "kl{{levels={l}}}"),
             Method::KlSigned { levels, bins: None } => write!(f, "kl-signed{{levels={levels}}}"),
@@ -272,8 +286,8 @@ pub fn threshold(
             let (a, b) = minmax::minmax(state).ok_or(MethodError::NoData)?;
             Raw::Pair(a, b)
         }
-        Method::Percentile { p } => {
-            if opts.symmetric {
+        Method::Percentile { p, abs: a } => {
+            if a.unwrap_or(opts.symmetric) {
                 Raw::Amax(percentile::percentile_abs(abs()?, *p).ok_or(MethodError::NoData)?)
             } else {
                 let (a, b) =
@@ -377,7 +391,7 @@ mod tests {
         );
         assert_eq!(
             Method::parse("percentile{p=99.9}").unwrap(),
-            Method::Percentile { p: 99.9 }
+            Method::Percentile { p: 99.9, abs: None }
         );
         assert_eq!(
             Method::parse("kl-signed{levels=255 bins=4096}").unwrap(),
@@ -389,6 +403,8 @@ mod tests {
         for s in [
             "minmax",
             "percentile{p=99.9}",
+            "percentile{p=99.99 abs=true}",
+            "percentile{p=99 abs=false}",
             "kl",
             "kl{levels=64}",
             "kl-signed{levels=128}",
@@ -408,6 +424,10 @@ mod tests {
         ));
         assert!(matches!(
             Method::parse("percentile{p=0}"),
+            Err(MethodError::BadValue { .. })
+        ));
+        assert!(matches!(
+            Method::parse("percentile{abs=yes}"),
             Err(MethodError::BadValue { .. })
         ));
         assert!(matches!(
@@ -498,7 +518,15 @@ mod tests {
         // over the same candidates in tools/calib_reference.py agrees on the fixtures).
         let r = threshold(&Method::Mse, &s, &o).unwrap();
         assert!(r.max > 10.0 && r.max < 49.0, "mse: {r:?}");
-        let p = threshold(&Method::Percentile { p: 99.99 }, &s, &o).unwrap();
+        let p = threshold(
+            &Method::Percentile {
+                p: 99.99,
+                abs: None,
+            },
+            &s,
+            &o,
+        )
+        .unwrap();
         assert!((p.max - 3.89).abs() < 0.1, "{p:?}");
     }
 
@@ -511,7 +539,15 @@ mod tests {
             symmetric: false,
             bits: 8,
         };
-        for m in ["minmax", "percentile", "kl", "kl-signed", "mse", "admm"] {
+        for m in [
+            "minmax",
+            "percentile",
+            "percentile{abs=true}",
+            "kl",
+            "kl-signed",
+            "mse",
+            "admm",
+        ] {
             let r = threshold(&Method::parse(m).unwrap(), &s, &asym).unwrap();
             assert_eq!(r.min, 0.0, "{m}: {r:?}");
             assert!(r.max <= s.min_max.unwrap().1, "{m}: {r:?}");
