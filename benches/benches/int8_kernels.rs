@@ -1,5 +1,5 @@
-//! INT8 kernel benches (issue 6): GEMM shapes from real convolutions and a depthwise 3x3 conv, per
-//! kernel family this CPU runs, against the `gemm` crate's f32 GEMM on the same shapes.
+//! INT8 kernel benches (issue 6): GEMM shapes from real convolutions, 1x1 convs (the pointwise
+//! path: the input is the GEMM operand) and depthwise 3x3/5x5 convs, per kernel family this CPU runs, against the `gemm` crate's f32 GEMM on the same shapes.
 //!
 //! Throughput is reported in operations (2 per multiply-accumulate), so criterion's "elem/s" reads
 //! as OP/s. After the criterion groups, a summary table (own timing, median of repeated runs, one
@@ -160,14 +160,29 @@ struct DwCase {
     out: Vec<u8>,
 }
 
-const DW: (usize, usize, usize) = (112, 112, 32);
+/// Depthwise convs of efficientnet_lite0 / MobileNet (name, H, W, C, kernel, stride): a wide
+/// stride-1 layer, a stride-2 one, and a 7-wide one (every output in the kernel's row-tail path).
+const DW_SHAPES: &[(&str, usize, usize, usize, usize, usize)] = &[
+    ("depthwise3x3_112x112x32", 112, 112, 32, 3, 1),
+    ("depthwise3x3s2_112x112x96", 112, 112, 96, 3, 2),
+    ("depthwise5x5_14x14x672", 14, 14, 672, 5, 1),
+    ("depthwise5x5_7x7x1152", 7, 7, 1152, 5, 1),
+];
 
 impl DwCase {
-    fn new(kind: KernelKind) -> DwCase {
-        let (h, w, c) = DW;
-        let params = ConvParams::new([3, 3]).pads([1, 1, 1, 1]).groups(c);
+    fn new(
+        kind: KernelKind,
+        (_, h, w, c, k, s): (&str, usize, usize, usize, usize, usize),
+    ) -> DwCase {
+        let params = ConvParams::new([k, k])
+            .stride([s, s])
+            .pads([k / 2, k / 2, k / 2, k / 2])
+            .groups(c);
         let geom = Conv2dGeometry::new(1, h, w, c, c, params).unwrap();
-        let weights: Vec<i8> = rand_bytes(3, c * 9).into_iter().map(|v| v as i8).collect();
+        let weights: Vec<i8> = rand_bytes(3, c * k * k)
+            .into_iter()
+            .map(|v| v as i8)
+            .collect();
         let dw = Depthwise::new(kind, geom, &weights, &[0]).unwrap();
         let mult: Vec<f32> = (0..c).map(|i| 1e-3 * (1.0 + i as f32 / c as f32)).collect();
         let epi = Requantize::new(
@@ -182,7 +197,7 @@ impl DwCase {
             input: rand_bytes(4, h * w * c),
             dw,
             epi,
-            out: vec![0; h * w * c],
+            out: vec![0; geom.output_len()],
         }
     }
     fn run(&mut self) {
@@ -190,9 +205,55 @@ impl DwCase {
             .run(&self.input, 7u8, &self.epi, &mut self.out)
             .unwrap();
     }
-    fn ops() -> u64 {
-        let (h, w, c) = DW;
-        (2 * h * w * c * 9) as u64
+    fn ops(&self) -> u64 {
+        let [kh, kw] = self.dw.geometry().params.kernel;
+        (2 * self.out.len() * kh * kw) as u64
+    }
+}
+
+/// 1x1 convs of efficientnet_lite0 (name, H, W, C in, C out): the conv reads the NHWC input as
+/// the GEMM's activation matrix directly (no im2col), so this is the packed GEMM plus the conv
+/// driver.
+const PW_SHAPES: &[(&str, usize, usize, usize, usize)] = &[
+    ("conv1x1_112x112_16to96", 112, 112, 16, 96),
+    ("conv1x1_14x14_112to672", 14, 14, 112, 672),
+    ("conv1x1_7x7_1152to192", 7, 7, 1152, 192),
+];
+
+struct PwCase {
+    input: Vec<u8>,
+    conv: Conv2d,
+    epi: Requantize<u8>,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    ops: u64,
+}
+
+impl PwCase {
+    fn new(kind: KernelKind, (_, h, w, c, o): (&str, usize, usize, usize, usize)) -> PwCase {
+        let geom = Conv2dGeometry::new(1, h, w, c, o, ConvParams::new([1, 1])).unwrap();
+        let weights: Vec<i8> = rand_bytes(8, o * c).into_iter().map(|v| v as i8).collect();
+        let conv = Conv2d::new(kind, geom, &weights, &[0]).unwrap();
+        let epi = Requantize::new(o, &[2e-4], None, 3, QClamp::none::<u8>()).unwrap();
+        PwCase {
+            input: rand_bytes(9, h * w * c),
+            conv,
+            epi,
+            out: vec![0; h * w * o],
+            scratch: Vec::new(),
+            ops: (2 * h * w * c * o) as u64,
+        }
+    }
+    fn run(&mut self) {
+        self.conv
+            .run(
+                &self.input,
+                5u8,
+                &self.epi,
+                &mut self.out,
+                &mut self.scratch,
+            )
+            .unwrap();
     }
 }
 
@@ -254,14 +315,26 @@ fn criterion_groups(c: &mut Criterion) {
         });
         g.finish();
     }
-    let mut g = c.benchmark_group("int8_depthwise3x3/112x112x32");
-    g.throughput(Throughput::Elements(DwCase::ops()));
-    g.sample_size(20);
-    for kind in kinds() {
-        let mut case = DwCase::new(kind);
-        g.bench_function(BenchmarkId::new("u8", kind), |b| b.iter(|| case.run()));
+    for &shape in DW_SHAPES {
+        let mut g = c.benchmark_group(format!("int8_depthwise/{}", shape.0));
+        g.sample_size(20);
+        for kind in kinds() {
+            let mut case = DwCase::new(kind, shape);
+            g.throughput(Throughput::Elements(case.ops()));
+            g.bench_function(BenchmarkId::new("u8", kind), |b| b.iter(|| case.run()));
+        }
+        g.finish();
     }
-    g.finish();
+    for &shape in PW_SHAPES {
+        let mut g = c.benchmark_group(format!("int8_conv1x1/{}", shape.0));
+        g.sample_size(20);
+        for kind in kinds() {
+            let mut case = PwCase::new(kind, shape);
+            g.throughput(Throughput::Elements(case.ops));
+            g.bench_function(BenchmarkId::new("u8", kind), |b| b.iter(|| case.run()));
+        }
+        g.finish();
+    }
     let mut g = c.benchmark_group("int8_conv3x3_im2col/56x56x16to24");
     g.throughput(Throughput::Elements(ConvCase::ops()));
     g.sample_size(20);
@@ -414,20 +487,21 @@ fn summary() {
             );
         }
     }
-    for kind in kinds()
-        .into_iter()
-        .filter(|_| wanted("depthwise3x3_112x112x32"))
-    {
-        let mut case = DwCase::new(kind);
-        let t = time_it(|| case.run());
-        row(
-            "depthwise3x3_112x112x32",
-            kind.name(),
-            DwCase::ops() as f64,
-            t,
-            exact_peak,
-            "-".into(),
-        );
+    for &shape in DW_SHAPES.iter().filter(|s| wanted(s.0)) {
+        for kind in kinds() {
+            let mut case = DwCase::new(kind, shape);
+            let ops = case.ops() as f64;
+            let t = time_it(|| case.run());
+            row(shape.0, kind.name(), ops, t, exact_peak, "-".into());
+        }
+    }
+    for &shape in PW_SHAPES.iter().filter(|s| wanted(s.0)) {
+        for kind in kinds() {
+            let mut case = PwCase::new(kind, shape);
+            let ops = case.ops as f64;
+            let t = time_it(|| case.run());
+            row(shape.0, kind.name(), ops, t, exact_peak, "-".into());
+        }
     }
     for kind in kinds()
         .into_iter()

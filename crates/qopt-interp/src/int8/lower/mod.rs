@@ -17,6 +17,7 @@
 //! declares the layout it reads, and conversions are inserted (once per value and layout) where
 //! a consumer needs the other one (`steps/layout.rs`).
 
+mod chain;
 mod explicit;
 pub mod qdq;
 mod rules;
@@ -421,7 +422,10 @@ impl<'g> Lower<'g> {
             _ => {}
         }
         let tried = match explicit::lower(self, n)? {
-            Err(Skip::No) => rules::lower(self, n)?,
+            Err(Skip::No) => match self.chain_lut(n)? {
+                Err(Skip::No) => rules::lower(self, n)?,
+                r => r,
+            },
             r => r,
         };
         match tried {
@@ -471,6 +475,33 @@ impl<'g> Lower<'g> {
         });
         DONE
     }
+}
+
+/// The steps whose results are used: by a plan output, a hook (`kept`), or a used step. Patterns
+/// that take over earlier nodes (an element-wise chain as one table, `chain.rs`) leave those
+/// nodes' steps unused; running them would only cost time.
+fn prune(steps: Vec<StepSpec>, slots: &[SlotSpec], outputs: &[usize]) -> Vec<StepSpec> {
+    let mut live = vec![false; slots.len()];
+    for &s in outputs {
+        live[s] = true;
+    }
+    for (s, spec) in slots.iter().enumerate() {
+        live[s] |= !spec.kept.is_empty();
+    }
+    let mut keep = vec![false; steps.len()];
+    for (i, st) in steps.iter().enumerate().rev() {
+        if st.outs.iter().flatten().any(|&s| live[s]) {
+            keep[i] = true;
+            for &s in st.ins.iter().flatten() {
+                live[s] = true;
+            }
+        }
+    }
+    steps
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(st, k)| k.then_some(st))
+        .collect()
 }
 
 /// `t` with leading size-1 axes up to rank 4 (numpy broadcasting is unchanged).
@@ -538,9 +569,10 @@ pub fn lower(g: &Graph, keep: &[ValueId]) -> Result<Lowered, InterpError> {
         let s = lw.float_of(v)?;
         outputs.push(lw.in_layout(s, false));
     }
+    let steps = prune(lw.steps, &lw.slots, &outputs);
     Ok(Lowered {
         slots: lw.slots,
-        steps: lw.steps,
+        steps,
         inputs,
         outputs,
         notes: lw.notes,

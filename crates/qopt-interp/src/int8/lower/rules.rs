@@ -604,35 +604,8 @@ impl Lower<'_> {
         if (1..node.outputs.len()).any(|s| g.use_count(ValueId::new(n, s)) > 0) {
             return because("its Indices output is used");
         }
-        let window = match &node.op {
-            Op::MaxPool(o) => Window {
-                kernel: o.kernel_shape.clone(),
-                strides: o.strides.clone(),
-                dilations: o.dilations.clone(),
-                pads: o.pads.clone(),
-                auto_pad: o.auto_pad,
-                ceil_mode: o.ceil_mode != 0,
-                global: false,
-            },
-            Op::AveragePool(o) => Window {
-                kernel: o.kernel_shape.clone(),
-                strides: o.strides.clone(),
-                dilations: o.dilations.clone(),
-                pads: o.pads.clone(),
-                auto_pad: o.auto_pad,
-                ceil_mode: o.ceil_mode != 0,
-                global: false,
-            },
-            Op::GlobalAveragePool(_) => Window {
-                kernel: vec![],
-                strides: vec![],
-                dilations: vec![],
-                pads: vec![],
-                auto_pad: qopt_ir::attr::AutoPad::NotSet,
-                ceil_mode: false,
-                global: true,
-            },
-            _ => return NO,
+        let Some(window) = window_of(&node.op) else {
+            return NO;
         };
         if window.global {
             if rank_of(g, src) != Some(4) && rank_of(g, ValueId::new(n, 0)) != Some(4) {
@@ -804,8 +777,42 @@ impl Lower<'_> {
     }
 }
 
+/// The window of a 2-D pool (`None`: not a pool).
+pub(crate) fn window_of(op: &Op) -> Option<Window> {
+    Some(match op {
+        Op::MaxPool(o) => Window {
+            kernel: o.kernel_shape.clone(),
+            strides: o.strides.clone(),
+            dilations: o.dilations.clone(),
+            pads: o.pads.clone(),
+            auto_pad: o.auto_pad,
+            ceil_mode: o.ceil_mode != 0,
+            global: false,
+        },
+        Op::AveragePool(o) => Window {
+            kernel: o.kernel_shape.clone(),
+            strides: o.strides.clone(),
+            dilations: o.dilations.clone(),
+            pads: o.pads.clone(),
+            auto_pad: o.auto_pad,
+            ceil_mode: o.ceil_mode != 0,
+            global: false,
+        },
+        Op::GlobalAveragePool(_) => Window {
+            kernel: vec![],
+            strides: vec![],
+            dilations: vec![],
+            pads: vec![],
+            auto_pad: qopt_ir::attr::AutoPad::NotSet,
+            ceil_mode: false,
+            global: true,
+        },
+        _ => return None,
+    })
+}
+
 /// Element-wise ops with f32 results that a lookup table can stand for.
-fn is_elementwise(op: &Op) -> bool {
+pub(crate) fn is_elementwise(op: &Op) -> bool {
     use Op::*;
     matches!(
         op,

@@ -8,7 +8,7 @@
 
 use super::{QOut, Step, StepCx, kerr, out_tensor, qdata};
 use crate::error::{OpError, bail};
-use crate::kernels::int8::{Lut8, QInt, quantize_value};
+use crate::kernels::int8::{KernelKind, Lut8, QInt, quantize_value};
 use qopt_ir::{DType, Element, Tensor};
 
 /// A table for one pair of input and output types.
@@ -89,23 +89,29 @@ impl Table {
 
     /// Applies the table to `x` (its type must be the table's input type).
     pub fn apply(&self, x: &Tensor) -> Result<Tensor, OpError> {
+        self.apply_kind(KernelKind::Scalar, x)
+    }
+
+    /// [`Table::apply`] with the vector lookup of kernel family `kind`.
+    pub fn apply_kind(&self, kind: KernelKind, x: &Tensor) -> Result<Tensor, OpError> {
         fn go<I: QInt + Element, O: QInt + Element>(
             l: &Lut8<I, O>,
             x: &Tensor,
+            kind: KernelKind,
         ) -> Result<Tensor, OpError> {
             let xd = qdata::<I>(x)?;
             let mut y = vec![O::default(); xd.len()];
-            l.apply(&xd, &mut y).map_err(kerr)?;
+            l.apply_kind(kind, &xd, &mut y).map_err(kerr)?;
             out_tensor(x.shape(), y)
         }
         if x.dtype() != self.input() {
             bail!("lookup table for {} applied to {}", self.input(), x.dtype());
         }
         match self {
-            Table::U8U8(l) => go(l, x),
-            Table::U8I8(l) => go(l, x),
-            Table::I8U8(l) => go(l, x),
-            Table::I8I8(l) => go(l, x),
+            Table::U8U8(l) => go(l, x, kind),
+            Table::U8I8(l) => go(l, x, kind),
+            Table::I8U8(l) => go(l, x, kind),
+            Table::I8I8(l) => go(l, x, kind),
         }
     }
 }
@@ -128,10 +134,10 @@ impl LutStep {
 }
 
 impl Step for LutStep {
-    fn run(&mut self, _cx: &mut StepCx, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
+    fn run(&mut self, cx: &mut StepCx, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
         let x = crate::ops::arg(ins, 0)?;
         match self.tables.iter().find(|t| t.input() == x.dtype()) {
-            Some(t) => Ok(vec![t.apply(x)?]),
+            Some(t) => Ok(vec![t.apply_kind(cx.kind, x)?]),
             None => bail!("no lookup table for a {} input", x.dtype()),
         }
     }

@@ -4,7 +4,7 @@
 //! Padding taps are the input zero point, i.e. 0.0 (see `im2col.rs`), so they contribute nothing.
 //!
 //! The scalar kernel here is the oracle; `depthwise_avx2.rs` vectorises across channels (8 per
-//! vector, 4 output pixels per step) with exact integer sums carried in f32 FMAs (kernels of up to
+//! vector, 8 output pixels per step) with exact integer sums carried in f32 FMAs (kernels of up to
 //! 258 taps; larger ones run the scalar kernel). A channel multiplier > 1 (O = k·C) is not depthwise here: run it as a grouped [`Conv2d`].
 //!
 //! [`Conv2d`]: super::Conv2d

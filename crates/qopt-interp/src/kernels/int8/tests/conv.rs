@@ -326,6 +326,14 @@ fn depthwise_matches_reference_and_scalar() {
     cases.push(("dw dilated asym".into(), geometry(2, 7, 6, 8, 8, p)));
     let p = ConvParams::new([3, 3]).pads([1, 1, 1, 1]).groups(16);
     cases.push(("dw 1x1 image".into(), geometry(1, 1, 1, 16, 16, p)));
+    // Rows of 7 and 14 outputs (7 and 6 tail pixels) over more than 8 channel blocks: the
+    // tail path sums up to 8 blocks of one pixel at once, then the rest (incl. a partial block).
+    for (w, c, k) in [(7, 72, 5), (14, 136, 3), (7, 131, 3), (9, 67, 5)] {
+        let p = ConvParams::new([k, k])
+            .pads([k / 2, k / 2, k / 2, k / 2])
+            .groups(c);
+        cases.push((format!("dw{k}x{k} w{w} c{c}"), geometry(1, 3, w, c, c, p)));
+    }
     // 256 taps: the largest f32-exact SIMD case (sums up to 256·255·255 < 2^24); 289 taps runs the
     // scalar fallback.
     let p = ConvParams::new([16, 16]).pads([8, 8, 7, 7]).groups(9);
@@ -389,7 +397,7 @@ proptest! {
 
     #[test]
     fn prop_depthwise_simd_equals_scalar(
-        h in 1usize..12, w in 1usize..12, c in 1usize..40, k in prop::sample::select(vec![1usize, 3, 5]),
+        h in 1usize..12, w in 1usize..12, c in 1usize..80, k in prop::sample::select(vec![1usize, 3, 5]),
         s in 1usize..3, pad in 0usize..3, seed in any::<u64>(), extremes in any::<bool>(),
     ) {
         let p = ConvParams::new([k, k]).stride([s, s]).pads([pad, pad, pad, pad]).groups(c);

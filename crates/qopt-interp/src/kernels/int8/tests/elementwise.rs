@@ -226,3 +226,57 @@ proptest! {
         check_binary::<u8, u8>(seed, len, b_len, if seed % 2 == 0 { BinaryOp::Add } else { BinaryOp::Mul });
     }
 }
+
+/// The vector lookup against the scalar loop (the oracle): random tables of every input/output
+/// type pair, inputs covering all 256 codes (extremes -128, 127, 255 included) and lengths with
+/// every tail size past the 32-byte blocks.
+#[test]
+fn vector_lookup_equals_scalar() {
+    fn case<I: QInt, O: QInt>(seed: u64) {
+        let mut x = seed | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as i32
+        };
+        let table: Vec<i32> = (0..256).map(|_| O::MIN + next().rem_euclid(256)).collect();
+        let lut =
+            Lut8::<I, O>::from_fn(|v| O::checked(table[(v.to_i32() - I::MIN) as usize]).unwrap());
+        for len in (0..70).chain([256, 1000, 1031]) {
+            let input: Vec<I> = (0..len)
+                .map(|i| {
+                    let v = if i < 256 {
+                        i as i32
+                    } else {
+                        next().rem_euclid(256)
+                    };
+                    I::checked(I::MIN + v).unwrap()
+                })
+                .collect();
+            let mut want = vec![O::default(); len];
+            lut.apply(&input, &mut want).unwrap();
+            for kind in KernelKind::ALL {
+                if kind.check_supported().is_err() {
+                    eprintln!("SKIP: {kind:?} lookup: not supported on this CPU");
+                    continue;
+                }
+                let mut got = vec![O::default(); len];
+                lut.apply_kind(kind, &input, &mut got).unwrap();
+                assert_eq!(got, want, "{kind:?} {}->{} len {len}", I::NAME, O::NAME);
+            }
+        }
+        assert!(
+            lut.apply_kind(
+                KernelKind::Scalar,
+                &[I::default(); 3],
+                &mut [O::default(); 2]
+            )
+            .is_err()
+        );
+    }
+    case::<u8, u8>(1);
+    case::<u8, i8>(2);
+    case::<i8, u8>(3);
+    case::<i8, i8>(4);
+}
