@@ -4,7 +4,7 @@
 Requirements (tools/requirements.txt): onnx==1.22.0, onnxruntime==1.32.0, numpy, pillow.
 
     tools/compare_ort_quant.py [--qopt target/release/qopt] [--models mnist,effnet,cls,rec,det]
-                               [--methods minmax,kl,kl-signed,percentile,mse,auto,auto-net] [--work DIR] [--table OUT.md]
+                               [--methods minmax,kl,kl-signed,percentile,mse,auto,auto-net,percentile+eq,mse+eq] [--work DIR] [--table OUT.md]
 
 For each model the same calibration samples go to both quantizers, and both quantized
 models run in ONNX Runtime (graph optimizations off: the QDQ semantics ONNX defines, see run())
@@ -249,9 +249,14 @@ def ort_quantize(pre, out, method, calib, work):
 # auto-net is a row of its own: `auto` whose start is chosen by the whole network's output error
 # on the last 16 calibration samples (`refine=0`: the best of the local choice and each method
 # everywhere; see passes/src/thresholds_refine.rs).
+# M+eq rows run EasyQuant (`eq`, passes/src/eq) after calibrating with M.
 QOPT_VARIANTS = {
     "percentile": [("percentile", "method=percentile"), ("percentile-abs", "method=percentile abs=true")],
     "auto-net": [("auto-net", "method=auto refine=0 refine-samples=16")],
+    "kl+eq": [("kl+eq", "method=kl},eq{")],
+    "minmax+eq": [("minmax+eq", "method=minmax},eq{")],
+    "percentile+eq": [("percentile+eq", "method=percentile},eq{")],
+    "mse+eq": [("mse+eq", "method=mse},eq{")],
 }
 
 
@@ -284,7 +289,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qopt", default=str(ROOT / "target" / "release" / "qopt"))
     ap.add_argument("--models", default="mnist,effnet,cls,rec,det")
-    ap.add_argument("--methods", default="minmax,kl,kl-signed,percentile,mse,auto,auto-net")
+    ap.add_argument("--methods", default="minmax,kl,kl-signed,percentile,mse,auto,auto-net,percentile+eq,mse+eq")
     ap.add_argument("--work", default=None)
     ap.add_argument("--reuse", action="store_true",
                     help="keep ORT-quantized models already in --work (from an earlier run) instead of re-quantizing")
