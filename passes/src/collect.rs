@@ -102,6 +102,28 @@ pub fn open_source(g: &Graph, cx: &PassContext) -> Result<Option<CalibData>, Pas
     Ok(Some(data))
 }
 
+/// The samples of `data` at `indices` that the source accepts (inputs by name), in order.
+pub fn load_accepted(
+    data: &CalibData,
+    indices: impl IntoIterator<Item = usize>,
+    limit: usize,
+) -> Result<Vec<Vec<(String, Tensor)>>, PassError> {
+    let mut samples = Vec::new();
+    for i in indices {
+        if samples.len() == limit {
+            break;
+        }
+        let s = data.load(i).map_err(|e| PassError::Io(e.to_string()))?;
+        if data
+            .accept(&s, &qopt_calib::NoProgress)
+            .map_err(|e| PassError::Io(e.to_string()))?
+        {
+            samples.push(s.inputs);
+        }
+    }
+    Ok(samples)
+}
+
 /// Worker threads for `n` jobs: the context's thread count (default: all cores), at most `n`.
 pub fn thread_count(cx: &PassContext) -> usize {
     cx.threads

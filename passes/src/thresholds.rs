@@ -202,19 +202,16 @@ impl Pass for Thresholds {
                 continue;
             }
             if method == Method::Auto && !auto_values.iter().any(|(a, _)| *a == v) {
-                let c = auto::candidates(state, &opts)
+                // Each method's range once (the KL search is the costly one): the candidates
+                // for `auto` and, for `refine`, the uniform starts.
+                let by_method = auto::ranges_by_method(state, &opts)
                     .map_err(|e| PassError::msg(format!("value '{}': {e}", g.value_name(v))))?;
+                let c = auto::distinct(&by_method);
                 if self.refine.is_some() {
                     refine_values.push(AutoValue {
                         value: v,
                         candidates: c.clone(),
-                        per_method: auto::candidate_methods()
-                            .into_iter()
-                            .map(|m| {
-                                let r = methods::threshold(&m, state, &opts).ok();
-                                (m, r)
-                            })
-                            .collect(),
+                        per_method: by_method,
                     });
                 }
                 auto_values.push((v, c));

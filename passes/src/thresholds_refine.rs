@@ -26,7 +26,7 @@ use qopt_calib::methods::auto::Candidate;
 use qopt_ir::{Attr, Graph, Range, Tensor, ValueId};
 use qopt_pass::{PassContext, PassError};
 
-use crate::collect::open_source;
+use crate::collect::{load_accepted, open_source};
 use crate::eq::{QState, simulate};
 use crate::target::{TargetSpec, plan};
 use crate::thresholds::METHOD_NOTE;
@@ -86,16 +86,7 @@ pub fn refine(
         PassError::msg("auto refine runs the network on calibration samples: give --calib SOURCE")
     })?;
     let total = data.len();
-    let mut samples = Vec::new();
-    for i in total.saturating_sub(count)..total {
-        let s = data.load(i).map_err(|e| PassError::Io(e.to_string()))?;
-        if data
-            .accept(&s, &qopt_calib::NoProgress)
-            .map_err(|e| PassError::Io(e.to_string()))?
-        {
-            samples.push(s.inputs);
-        }
-    }
+    let samples = load_accepted(&data, total.saturating_sub(count)..total, count)?;
     if samples.is_empty() {
         return Err(PassError::msg(format!(
             "auto refine: {} holds no usable sample",

@@ -39,7 +39,7 @@ use qopt_pass::{Changed, OptKind, OptionSpec, Pass, PassContext, PassError, Pass
 use rayon::prelude::*;
 
 use crate::calib_inputs::target_spec;
-use crate::collect::open_source;
+use crate::collect::{load_accepted, open_source};
 use crate::qdq::constants::{fits_weight, weight_params, weight_scheme};
 use crate::qdq::params::{activation_scheme, resolve};
 use crate::target::{InputRole, QuantPlan, TargetSpec, plan};
@@ -180,19 +180,7 @@ impl Pass for Eq {
         let data = open_source(g, cx)?.ok_or_else(|| {
             PassError::msg("eq searches scales on calibration samples: give --calib SOURCE")
         })?;
-        let mut samples = Vec::new();
-        for i in 0..data.len() {
-            if samples.len() == self.options.samples {
-                break;
-            }
-            let s = data.load(i).map_err(|e| PassError::Io(e.to_string()))?;
-            if data
-                .accept(&s, &qopt_calib::NoProgress)
-                .map_err(|e| PassError::Io(e.to_string()))?
-            {
-                samples.push(s.inputs);
-            }
-        }
+        let samples = load_accepted(&data, 0..data.len(), self.options.samples)?;
         if samples.is_empty() {
             return Err(PassError::msg(format!(
                 "eq: {} holds no usable sample",

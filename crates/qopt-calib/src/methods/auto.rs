@@ -43,25 +43,47 @@ pub fn candidate_methods() -> Vec<Method> {
     ]
 }
 
+/// Every candidate method's range for one observer, in [`candidate_methods`] order; `None`
+/// where the method cannot run on it (no histogram).
+pub fn ranges_by_method(
+    state: &ObserverState,
+    opts: &ThresholdOptions,
+) -> Result<Vec<(Method, Option<Range>)>, MethodError> {
+    let mut out = Vec::new();
+    for m in candidate_methods() {
+        match threshold(&m, state, opts) {
+            Ok(range) => out.push((m, Some(range))),
+            Err(MethodError::NoHistogram(_)) => out.push((m, None)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// The distinct candidates among [`ranges_by_method`]'s ranges (the first method keeps a
+/// repeated range).
+pub fn distinct(by_method: &[(Method, Option<Range>)]) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    for (m, r) in by_method {
+        if let Some(range) = *r
+            && !out.iter().any(|c| c.range == range)
+        {
+            out.push(Candidate {
+                method: m.clone(),
+                range,
+            });
+        }
+    }
+    out
+}
+
 /// Candidate ranges for one observer; methods that cannot run on it (no histogram) are
 /// skipped, and repeated ranges are dropped.
 pub fn candidates(
     state: &ObserverState,
     opts: &ThresholdOptions,
 ) -> Result<Vec<Candidate>, MethodError> {
-    let mut out: Vec<Candidate> = Vec::new();
-    for m in candidate_methods() {
-        match threshold(&m, state, opts) {
-            Ok(range) => {
-                if !out.iter().any(|c| c.range == range) {
-                    out.push(Candidate { method: m, range });
-                }
-            }
-            Err(MethodError::NoHistogram(_)) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(out)
+    Ok(distinct(&ranges_by_method(state, opts)?))
 }
 
 /// What `auto` chose for one value.
