@@ -6,40 +6,16 @@
 //! the same samples (the last 16 of the shipped MNIST calibration set). The pass simulates
 //! without quantizing biases to int32, so a small tolerance is allowed.
 
+mod common;
+
+use common::outputs;
 use qopt::calib::source::{CalibData, SourceOptions, SourceSpec};
-use qopt::interp::{Plan, PlanOptions};
-use qopt::ir::Tensor;
 use qopt::passes::calib_inputs::apply_option;
-use qopt::{Graph, PassContext, Pipeline};
+use qopt::{PassContext, Pipeline};
 use std::path::PathBuf;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn outputs(g: &Graph, xs: &[Vec<(String, Tensor)>]) -> Vec<Vec<f32>> {
-    let mut plan = Plan::new(
-        g,
-        &PlanOptions {
-            threads: Some(2),
-            fuse: true,
-            keep: vec![],
-            profile: false,
-        },
-    )
-    .expect("plan");
-    xs.iter()
-        .map(|s| {
-            let named: Vec<(&str, &Tensor)> = s.iter().map(|(n, t)| (n.as_str(), t)).collect();
-            let out = plan.run(&named).expect("run");
-            out[0]
-                .as_f32()
-                .expect("f32 output")
-                .iter()
-                .copied()
-                .collect()
-        })
-        .collect()
 }
 
 fn rel_sq_err(q: &[Vec<f32>], r: &[Vec<f32>]) -> f64 {

@@ -7,8 +7,10 @@
 //!
 //! Models come from ../shared/models (README there); without them the tests print SKIP.
 
+mod common;
+
+use common::outputs;
 use qopt::calib::source::{CalibData, SourceOptions, SourceSpec};
-use qopt::interp::{Plan, PlanOptions};
 use qopt::ir::Tensor;
 use qopt::passes::calib_inputs::apply_option;
 use qopt::{Graph, PassContext, Pipeline};
@@ -25,31 +27,6 @@ fn samples(g: &Graph, source: &str, limit: usize) -> Vec<Vec<(String, Tensor)>> 
     let data = CalibData::open(&spec, &specs, &opts).expect("open data");
     (0..data.len())
         .map(|i| data.load(i).expect("sample").inputs)
-        .collect()
-}
-
-fn outputs(g: &Graph, xs: &[Vec<(String, Tensor)>]) -> Vec<Vec<f32>> {
-    let mut plan = Plan::new(
-        g,
-        &PlanOptions {
-            threads: Some(2),
-            fuse: true,
-            keep: vec![],
-            profile: false,
-        },
-    )
-    .expect("plan");
-    xs.iter()
-        .map(|s| {
-            let named: Vec<(&str, &Tensor)> = s.iter().map(|(n, t)| (n.as_str(), t)).collect();
-            let out = plan.run(&named).expect("run");
-            out[0]
-                .as_f32()
-                .expect("f32 output")
-                .iter()
-                .copied()
-                .collect()
-        })
         .collect()
 }
 
