@@ -26,7 +26,7 @@ Models and data (`../shared/models`, `testdata/external/ppocr`):
   `test_y.npy` (1000): top-1 accuracy.
 - efficientnet_lite0: `photos/calib` (128), `photos/eval` (128), ImageNet preprocessing.
 - PP-OCRv4 cls (48x192), rec (48x320), det (320x320): rendered text images (seeded,
-  different seeds for calibration and evaluation; 64 calibration images each, 512/256/24
+  different seeds for calibration and evaluation; 64 calibration images each, 2048/256/24
   evaluation images for cls/rec/det: a 2-class softmax needs many images for a stable SQNR);
   cls half of them upside down.
 Metrics against the fp32 model on the evaluation set: top-1 agreement (classifiers; for
@@ -147,7 +147,7 @@ def model_specs(names):
                               labels=None, kind="class", shape=None))
         elif name in ("cls", "rec", "det") and ppocr_model(name):
             shape = {"cls": "1,3,48,192", "rec": "1,3,48,320", "det": "1,3,320,320"}[name]
-            n_cal, n_eval = {"cls": (64, 512), "rec": (64, 256), "det": (24, 24)}[name]
+            n_cal, n_eval = {"cls": (64, 2048), "rec": (64, 256), "det": (24, 24)}[name]
             specs.append(dict(name=f"PP-OCRv4 {name}", path=ppocr_model(name), ppocr=True,
                               calib=(lambda k=name, n=n_cal: ppocr_data(k, n, 1)),
                               eval=(lambda k=name, n=n_eval: ppocr_data(k, n, 2)),
@@ -170,6 +170,26 @@ def run(path, xs):
     s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     name = s.get_inputs()[0].name
     return np.concatenate([s.run(None, {name: xs[i : i + 1]})[0] for i in range(len(xs))])
+
+
+def sample_sums(ref, out):
+    """Per sample: sum of the reference's squares and of the error's squares (SQNR's terms)."""
+    r = ref.reshape(len(ref), -1).astype(np.float64)
+    o = out.reshape(len(out), -1).astype(np.float64)
+    return np.sum(r**2, 1), np.sum((r - o) ** 2, 1)
+
+
+def delta_sqnr_ci(ref, out_a, out_b, rounds=2000, seed=0):
+    """Paired bootstrap over evaluation samples of SQNR(a) - SQNR(b), in dB: the point value
+    and the 2.5% / 97.5% quantiles. Both models are scored on the same resampled samples, so
+    the interval shows whether a difference is larger than what the choice of images explains."""
+    sig, ea = sample_sums(ref, out_a)
+    _, eb = sample_sums(ref, out_b)
+    point = 10 * np.log10(eb.sum() / max(ea.sum(), 1e-30))
+    idx = np.random.default_rng(seed).integers(0, len(sig), size=(rounds, len(sig)))
+    d = 10 * np.log10(np.maximum(eb[idx].sum(1), 1e-30) / np.maximum(ea[idx].sum(1), 1e-30))
+    lo, hi = np.quantile(d, [0.025, 0.975])
+    return float(point), float(lo), float(hi)
 
 
 def metrics(spec, ref, out, labels):
@@ -282,6 +302,8 @@ def fmt(m):
         parts.append(f"agree {100 * m['top1_agree']:.1f}%")
     parts.append(f"cos {m['cosine']:.4f}")
     parts.append(f"{m['sqnr_db']:.1f} dB")
+    if m.get("variant", "").endswith(("-sym", "-abs")):
+        parts.append(f"({m['variant']})")
     return ", ".join(parts)
 
 
@@ -308,6 +330,7 @@ def main():
         np.save(calib_path, calib)
         ref = run(spec["path"], evx)
         row = {"fp32": metrics(spec, ref, ref, labels)}
+        outputs = {}
         pre = ort_prepare(spec, work)
         for m in methods:
             if m in ORT_METHODS:
@@ -318,33 +341,41 @@ def main():
                     try:
                         if not (args.reuse and out.exists()):
                             ort_quantize(pre, out, v, calib, work)
-                        r = metrics(spec, ref, run(out, evx), labels)
+                        y = run(out, evx)
+                        r = metrics(spec, ref, y, labels)
                     except Exception as e:  # report, do not stop the table
                         print(f"ORT {v} on {spec['name']} failed: {e}", file=sys.stderr)
                         continue
                     if best is None or r["sqnr_db"] > best["sqnr_db"]:
-                        best = dict(r, variant=v)
+                        best, outputs[f"ort {m}"] = dict(r, variant=v), y
                 row[f"ort {m}"] = best
             best = None
             for v, calib_opts in QOPT_VARIANTS.get(m, [(m, f"method={m}")]):
                 out = work / f"qopt_{v}.onnx"
                 try:
                     secs = qopt_quantize(args.qopt, spec, out, calib_opts, calib_path)
-                    r = dict(metrics(spec, ref, run(out, evx), labels), seconds=secs, variant=v)
+                    y = run(out, evx)
+                    r = dict(metrics(spec, ref, y, labels), seconds=secs, variant=v)
                 except Exception as e:
                     print(f"qopt {v} on {spec['name']} failed: {e}", file=sys.stderr)
                     continue
                 if best is None or r["sqnr_db"] > best["sqnr_db"]:
-                    best = r
+                    best, outputs[f"qopt {m}"] = r, y
             row[f"qopt {m}"] = best
+            if f"ort {m}" in outputs and f"qopt {m}" in outputs:
+                row[f"delta {m}"] = delta_sqnr_ci(ref, outputs[f"qopt {m}"], outputs[f"ort {m}"])
             print(f"{spec['name']:20} {m:11} ORT: {fmt(row.get('ort ' + m))} | qopt: {fmt(row[f'qopt {m}'])}",
                   file=sys.stderr)
         results[spec["name"]] = row
-    lines = ["| model | method | ONNX Runtime | qopt |", "| --- | --- | --- | --- |"]
+    lines = ["| model | method | ONNX Runtime | qopt | qopt - ORT SQNR, dB [95% CI] |",
+             "| --- | --- | --- | --- | --- |"]
     for name, row in results.items():
-        lines.append(f"| {name} | fp32 | {fmt(row['fp32'])} | |")
+        lines.append(f"| {name} | fp32 | {fmt(row['fp32'])} | | |")
         for m in methods:
-            lines.append(f"| | {m} | {fmt(row.get('ort ' + m)) if m in ORT_METHODS else '(no such method)'} | {fmt(row.get('qopt ' + m))} |")
+            ort_cell = fmt(row.get("ort " + m)) if m in ORT_METHODS else "(no such method)"
+            d = row.get("delta " + m)
+            d_cell = f"{d[0]:+.1f} [{d[1]:+.1f}, {d[2]:+.1f}]" if d else ""
+            lines.append(f"| | {m} | {ort_cell} | {fmt(row.get('qopt ' + m))} | {d_cell} |")
     table = "\n".join(lines)
     print(table)
     if args.table:
