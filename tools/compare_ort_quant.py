@@ -303,7 +303,7 @@ def fmt(m):
     parts.append(f"cos {m['cosine']:.4f}")
     parts.append(f"{m['sqnr_db']:.1f} dB")
     if m.get("variant", "").endswith(("-sym", "-abs")):
-        parts.append(f"({m['variant']})")
+        parts[-1] += f" ({m['variant']})"
     return ", ".join(parts)
 
 
