@@ -8,7 +8,9 @@
 //! kernel's operand form (`Scheme::prep_row`), then for each packed panel of columns and each group
 //! of `MR` rows a microkernel sums over all of K into a small i32 tile, which the epilogue converts
 //! and stores. Row and column tails are handled by the tile store (microkernels are instantiated for
-//! every row count up to `MR`), so no input is ever read past its end.
+//! every row count up to `MR`), so no input is ever read past its end. Schemes without a row term
+//! (AVX2 i16) skip the tile: their accumulators start from the bias and go to the epilogue straight
+//! from registers, two or four rows at a time (`Scheme::microkernel_epilogue`).
 //!
 //! Single-threaded by design: the plan parallelises by splitting M (rows are independent; pass
 //! sub-slices of `a` and `out`).

@@ -21,7 +21,10 @@
 //! products fits i32) removes every correction term, and i8 activations need no +128 shift here.
 //!
 //! Tile: 6 rows x 16 columns (12 accumulators + 2 weight registers + 1 broadcast of 16 ymm), or
-//! 12 x 8 for a narrow last panel.
+//! 12 x 8 for a narrow last panel. The accumulators start from the bias and leave through the
+//! epilogue from registers (`kernel_epilogue`): 2 rows x 16 or 4 rows x 8 columns are narrowed
+//! together (`Epilogue::convert16x2_avx2` / `convert8x4_avx2`). With K = 16 (efficientnet_lite0's
+//! 112x112 16->96 conv) the tile store, reload and 16-lane epilogue had been ~40% of the time.
 
 use super::epilogue::Epilogue;
 use super::gemm::{Scheme, TILE_NR};
