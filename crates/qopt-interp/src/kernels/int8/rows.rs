@@ -51,6 +51,7 @@ impl<A: QInt> RowSource<A> for Im2colRows<'_, A> {
         self.geom.out_h * self.geom.out_w
     }
 
+    #[inline]
     fn visit_row<F: FnMut(Piece<'_, A>)>(&self, m: usize, f: &mut F) {
         let g = self.geom;
         let cg = g.in_c_per_group();
