@@ -36,9 +36,12 @@ fn rand_bytes(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The kernel families this CPU runs (`QOPT_BENCH_KIND=name` keeps only that one, e.g. `avx2`).
 fn kinds() -> Vec<KernelKind> {
+    let only = std::env::var("QOPT_BENCH_KIND").unwrap_or_default();
     KernelKind::ALL
         .into_iter()
+        .filter(|k| only.is_empty() || k.name() == only)
         .filter(|k| {
             let ok = k.is_supported();
             if !ok {
@@ -216,6 +219,9 @@ impl DwCase {
 /// driver.
 const PW_SHAPES: &[(&str, usize, usize, usize, usize)] = &[
     ("conv1x1_112x112_16to96", 112, 112, 16, 96),
+    ("conv1x1_112x112_32to16", 112, 112, 32, 16),
+    ("conv1x1_56x56_24to144", 56, 56, 24, 144),
+    ("conv1x1_56x56_144to24", 56, 56, 144, 24),
     ("conv1x1_14x14_112to672", 14, 14, 112, 672),
     ("conv1x1_7x7_1152to192", 7, 7, 1152, 192),
 ];

@@ -167,7 +167,78 @@ pub trait Epilogue: sealed::Sealed + Sync {
             }
         }
     }
+    /// Two rows of `convert16_avx2`: `acc[0..2]` (channels `n..n+16`) to `dst0`, `acc[2..4]` to
+    /// `dst1`, `count` (1..=16) outputs each.
+    ///
+    /// # Safety
+    /// As for `convert16_avx2`, for both destinations.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn convert16x2_avx2(
+        &self,
+        acc: [std::arch::x86_64::__m256i; 4],
+        n: usize,
+        dst0: *mut Self::Out,
+        dst1: *mut Self::Out,
+        count: usize,
+    ) {
+        // SAFETY: forwarded.
+        unsafe {
+            self.convert16_avx2(acc[0], acc[1], n, dst0, count);
+            self.convert16_avx2(acc[2], acc[3], n, dst1, count);
+        }
+    }
+    /// Four rows of `convert8_avx2` for the same channels `n..n+8`: group `i` writes `count`
+    /// (1..=8) outputs at `dst + i·stride`.
+    ///
+    /// # Safety
+    /// As for `convert8_avx2`, for the four destinations.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn convert8x4_avx2(
+        &self,
+        acc: [std::arch::x86_64::__m256i; 4],
+        n: usize,
+        dst: *mut Self::Out,
+        stride: usize,
+        count: usize,
+    ) {
+        // SAFETY: forwarded.
+        unsafe {
+            for (i, a) in acc.iter().enumerate() {
+                self.convert8_avx2(*a, n, dst.add(i * stride), count);
+            }
+        }
+    }
+    /// Converts four groups of 8 channels (e.g. four pixels or four channel blocks of a
+    /// depthwise conv), each given as f32 lanes holding exact integers of magnitude <= 2^24 (the
+    /// accumulator, bias included): group `i` holds channels `n[i]..n[i]+8` and writes its first
+    /// `count` (1..=8) outputs at `dst[i]`.
+    ///
+    /// # Safety
+    /// As for `convert8_avx2`, for each group.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn convert8x4_exact_f32_avx2(
+        &self,
+        acc: [std::arch::x86_64::__m256; 4],
+        n: [usize; 4],
+        dst: [*mut Self::Out; 4],
+        count: usize,
+    ) {
+        // SAFETY: forwarded.
+        unsafe { avx2::exact_f32_groups(self, acc, n, dst, count) }
+    }
 }
+
+/// The largest multiplier for which `f32(acc)·mult` of an accumulator with |acc| <= 2^24 stays
+/// below 2^31, so `cvtps_epi32` cannot overflow and the clamp may follow the rounding in the
+/// integer domain (see `avx2::requantize32`).
+pub(crate) const EXACT_F32_MAX_MULT: f32 = 64.0;
+
+/// For any i32 accumulator, `f32(acc)·mult` with `mult < 1` is below 2^31 (|f32(acc)| <= 2^31),
+/// so the integer clamp applies to every accumulator when all multipliers are below this.
+pub(crate) const ANY_I32_MAX_MULT: f32 = 1.0;
 
 fn padded_per_channel<T: Copy>(
     what: &'static str,
@@ -207,6 +278,10 @@ pub struct Requantize<O: QInt> {
     bias: Vec<i32>,
     zero_point: i32,
     clamp: QClamp,
+    /// Every multiplier <= EXACT_F32_MAX_MULT.
+    small_mult: bool,
+    /// Every multiplier < ANY_I32_MAX_MULT.
+    below_one: bool,
     _out: std::marker::PhantomData<O>,
 }
 
@@ -240,6 +315,8 @@ impl<O: QInt> Requantize<O> {
             bias: padded_bias(bias, channels)?,
             zero_point,
             clamp,
+            small_mult: multipliers.iter().all(|&m| m <= EXACT_F32_MAX_MULT),
+            below_one: multipliers.iter().all(|&m| m < ANY_I32_MAX_MULT),
             _out: std::marker::PhantomData,
         })
     }
@@ -304,6 +381,44 @@ impl<O: QInt> Epilogue for Requantize<O> {
     ) {
         // SAFETY: as above; the multipliers are padded by CHANNEL_PAD = 16.
         unsafe { avx2::requantize16::<O>(self, acc0, acc1, n, dst, count) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn convert16x2_avx2(
+        &self,
+        acc: [std::arch::x86_64::__m256i; 4],
+        n: usize,
+        dst0: *mut O,
+        dst1: *mut O,
+        count: usize,
+    ) {
+        // SAFETY: as above, two destinations (caller).
+        unsafe { avx2::requantize16x2::<O>(self, acc, n, dst0, dst1, count) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn convert8x4_avx2(
+        &self,
+        acc: [std::arch::x86_64::__m256i; 4],
+        n: usize,
+        dst: *mut O,
+        stride: usize,
+        count: usize,
+    ) {
+        // SAFETY: as above, four destinations (caller).
+        unsafe { avx2::requantize8x4::<O>(self, acc, n, dst, stride, count) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn convert8x4_exact_f32_avx2(
+        &self,
+        acc: [std::arch::x86_64::__m256; 4],
+        n: [usize; 4],
+        dst: [*mut O; 4],
+        count: usize,
+    ) {
+        // SAFETY: as above, four groups (caller).
+        unsafe { avx2::requantize8x4_exact_f32::<O>(self, acc, n, dst, count) }
     }
 }
 
@@ -409,7 +524,7 @@ impl Epilogue for DequantizeOut {
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     //! AVX2 forms of the conversions above; each lane computes exactly the scalar formula.
-    use super::{QInt, Requantize};
+    use super::{Epilogue, QInt, Requantize};
     use std::arch::x86_64::*;
 
     /// Stores the first `count` (1..=8) bytes of `v` (low 8 bytes of an xmm) to `dst`.
@@ -513,6 +628,169 @@ pub(crate) mod avx2 {
                 _mm_storeu_si128(tmp.as_mut_ptr().cast(), bytes);
                 std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst.cast::<u8>(), count);
             }
+        }
+    }
+
+    /// The requantization of 32 lanes from their products `y = f32(acc)·mult`, for products known
+    /// to be below 2^31 (then `cvtps_epi32` is exact rounding, never the out-of-range value): the
+    /// clamp follows the rounding, in saturating integer steps on all 32 lanes at once:
+    /// `clamp(rne(y) + zo, lo, hi)` = i16-saturate rne(y), saturating-add zo, saturate to the
+    /// output type, clamp to [lo, hi]. Each saturation bound lies beyond the final clamp's bound on
+    /// the same side as the value it replaces, so the result is the same as the float clamp's.
+    /// Returns the bytes of `y[0], y[1]` (16) and of `y[2], y[3]`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn requantize32<O: QInt>(epi: &Requantize<O>, y: [__m256; 4]) -> (__m128i, __m128i) {
+        let q = y.map(|v| _mm256_cvtps_epi32(v));
+        let zo = _mm256_set1_epi16(epi.zero_point as i16);
+        // i16 lanes: [q0 0-3, q1 0-3 | q0 4-7, q1 4-7] and the same for q2, q3.
+        let ab = _mm256_adds_epi16(_mm256_packs_epi32(q[0], q[1]), zo);
+        let cd = _mm256_adds_epi16(_mm256_packs_epi32(q[2], q[3]), zo);
+        // bytes: [q0 0-3, q1 0-3, q2 0-3, q3 0-3 | the same for lanes 4-7].
+        let (lo, hi) = (
+            _mm256_set1_epi8(epi.clamp.lo as i8),
+            _mm256_set1_epi8(epi.clamp.hi as i8),
+        );
+        let bytes = if O::SIGNED {
+            _mm256_min_epi8(_mm256_max_epi8(_mm256_packs_epi16(ab, cd), lo), hi)
+        } else {
+            _mm256_min_epu8(_mm256_max_epu8(_mm256_packus_epi16(ab, cd), lo), hi)
+        };
+        let (l, h) = (
+            _mm256_castsi256_si128(bytes),
+            _mm256_extracti128_si256::<1>(bytes),
+        );
+        (_mm_unpacklo_epi32(l, h), _mm_unpackhi_epi32(l, h))
+    }
+
+    /// Two rows of `requantize16` (`acc[0..2]` to `dst0`, `acc[2..4]` to `dst1`).
+    ///
+    /// # Safety
+    /// As for `requantize16`, for both rows.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn requantize16x2<O: QInt>(
+        epi: &Requantize<O>,
+        acc: [__m256i; 4],
+        n: usize,
+        dst0: *mut O,
+        dst1: *mut O,
+        count: usize,
+    ) {
+        // SAFETY: n < channels, mult padded by 16; dst0/dst1 valid for `count` bytes (caller).
+        unsafe {
+            if epi.below_one && count == 16 {
+                let m0 = _mm256_loadu_ps(epi.mult.as_ptr().add(n));
+                let m1 = _mm256_loadu_ps(epi.mult.as_ptr().add(n + 8));
+                let y = [
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(acc[0]), m0),
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(acc[1]), m1),
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(acc[2]), m0),
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(acc[3]), m1),
+                ];
+                let (r0, r1) = requantize32::<O>(epi, y);
+                _mm_storeu_si128(dst0.cast(), r0);
+                _mm_storeu_si128(dst1.cast(), r1);
+            } else {
+                requantize16::<O>(epi, acc[0], acc[1], n, dst0, count);
+                requantize16::<O>(epi, acc[2], acc[3], n, dst1, count);
+            }
+        }
+    }
+
+    /// Four rows of `requantize8` for channels `n..n+8`, row i at `dst + i·stride`.
+    ///
+    /// # Safety
+    /// As for `requantize8`, for the four rows.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn requantize8x4<O: QInt>(
+        epi: &Requantize<O>,
+        acc: [__m256i; 4],
+        n: usize,
+        dst: *mut O,
+        stride: usize,
+        count: usize,
+    ) {
+        // SAFETY: n < channels, mult padded; the rows valid for `count` bytes (caller).
+        unsafe {
+            if epi.below_one && count == 8 {
+                let mult = _mm256_loadu_ps(epi.mult.as_ptr().add(n));
+                let y = acc.map(|a| _mm256_mul_ps(_mm256_cvtepi32_ps(a), mult));
+                let d: [*mut O; 4] = std::array::from_fn(|i| dst.add(i * stride));
+                store8x4(requantize32::<O>(epi, y), d);
+            } else {
+                for (i, a) in acc.iter().enumerate() {
+                    requantize8::<O>(epi, *a, n, dst.add(i * stride), count);
+                }
+            }
+        }
+    }
+
+    /// Four groups of 8 lanes given as exact f32 integers (|acc| <= 2^24), group i for channels
+    /// `n[i]..` to `dst[i]`. With every multiplier <= EXACT_F32_MAX_MULT the products stay below
+    /// 2^31 and `requantize32` applies; `f32(acc)` of the scalar formula is `acc` itself.
+    ///
+    /// # Safety
+    /// As for `requantize8`, for each group.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn requantize8x4_exact_f32<O: QInt>(
+        epi: &Requantize<O>,
+        acc: [__m256; 4],
+        n: [usize; 4],
+        dst: [*mut O; 4],
+        count: usize,
+    ) {
+        // SAFETY: n[i] < channels, mult padded; dst[i] valid for `count` bytes (caller).
+        unsafe {
+            if epi.small_mult && count == 8 {
+                let y: [__m256; 4] = std::array::from_fn(|i| {
+                    _mm256_mul_ps(acc[i], _mm256_loadu_ps(epi.mult.as_ptr().add(n[i])))
+                });
+                store8x4(requantize32::<O>(epi, y), dst);
+            } else {
+                for i in 0..4 {
+                    requantize8::<O>(epi, _mm256_cvtps_epi32(acc[i]), n[i], dst[i], count);
+                }
+            }
+        }
+    }
+
+    /// The generic form of `convert8x4_exact_f32_avx2`: each group to i32 (`cvtps_epi32` of an
+    /// exact integer below 2^24 is that integer), then `convert8_avx2`.
+    ///
+    /// # Safety
+    /// As for `Epilogue::convert8x4_exact_f32_avx2`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn exact_f32_groups<E: Epilogue + ?Sized>(
+        epi: &E,
+        acc: [__m256; 4],
+        n: [usize; 4],
+        dst: [*mut E::Out; 4],
+        count: usize,
+    ) {
+        for i in 0..4 {
+            // SAFETY: forwarded (caller).
+            unsafe { epi.convert8_avx2(_mm256_cvtps_epi32(acc[i]), n[i], dst[i], count) };
+        }
+    }
+
+    /// Stores the four 8-byte groups of `requantize32`'s result to `dst[i]`.
+    ///
+    /// # Safety
+    /// Each `dst[i]` valid for 8 bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn store8x4<O>((p01, p23): (__m128i, __m128i), dst: [*mut O; 4]) {
+        let d = dst.map(|p| p.cast::<u8>());
+        // SAFETY: caller.
+        unsafe {
+            _mm_storel_epi64(d[0].cast(), p01);
+            _mm_storeh_pd(d[1].cast(), _mm_castsi128_pd(p01));
+            _mm_storel_epi64(d[2].cast(), p23);
+            _mm_storeh_pd(d[3].cast(), _mm_castsi128_pd(p23));
         }
     }
 
@@ -620,6 +898,142 @@ mod tests {
         assert_eq!(quantize_value::<u8>(1e30, 1.0, 10), 255);
         assert_eq!(quantize_value::<i8>(-2.5, 1.0, 0), -2);
         assert_eq!(quantize_value::<i8>(f32::NAN, 1.0, 3), -128);
+    }
+
+    /// The 32-lane conversions (integer clamp after rounding when the multipliers allow it, the
+    /// per-group fallback otherwise) against the scalar formula: i32 accumulators at the extremes
+    /// for multipliers just below 1 and above it, exact-f32 accumulators up to ±2^24 for
+    /// multipliers up to EXACT_F32_MAX_MULT and above, u8 and i8, Relu and two-sided clamps
+    /// (saturating on both sides), full and partial counts.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_32_lane_conversions_equal_the_scalar_formula() {
+        use std::arch::x86_64::*;
+        if !is_x86_feature_detected!("avx2") {
+            eprintln!("SKIP: no AVX2");
+            return;
+        }
+        fn check<O: QInt>(mults: &[f32], clamp: QClamp, zo: i32) {
+            let ch = 16;
+            let e = Requantize::<O>::new(ch, mults, None, zo, clamp).unwrap();
+            let big = [
+                i32::MIN,
+                i32::MAX,
+                i32::MIN + 1,
+                i32::MAX - 64,
+                0,
+                1,
+                -1,
+                2,
+                -3,
+                127,
+                -128,
+                255,
+                1 << 24,
+                -(1 << 24),
+                (1 << 24) + 1,
+                123_456_789,
+                -987_654_321,
+            ];
+            let exact = [
+                0,
+                1,
+                -1,
+                3,
+                -5,
+                127,
+                -128,
+                255,
+                -255,
+                65025,
+                -65025,
+                1 << 23,
+                (1 << 24) - 1,
+                1 << 24,
+                -(1 << 24),
+                -((1 << 24) - 3),
+                4_000_000,
+            ];
+            // 32 lanes per step: lane l of step s takes values[(s + 7·l) % len], so each
+            // value lands in every lane position over the steps.
+            let lanes = |vals: &[i32], s: usize| -> [i32; 32] {
+                std::array::from_fn(|l| vals[(s + 7 * l) % vals.len()])
+            };
+            for s in 0..big.len().max(exact.len()) {
+                for count in [16usize, 9, 8, 1] {
+                    let v = lanes(&big, s);
+                    // SAFETY: AVX2 checked; 32 lanes loaded from a 32-element array.
+                    let acc: [__m256i; 4] = std::array::from_fn(|g| unsafe {
+                        _mm256_loadu_si256(v[8 * g..].as_ptr().cast())
+                    });
+                    let mut out16 = [[O::default(); 16]; 2];
+                    let mut out8 = [[O::default(); 8]; 4];
+                    let c8 = count.min(8);
+                    // SAFETY: AVX2 checked; channel 0 < 16 channels; the buffers hold the
+                    // written counts (16 per row, 8 per group at stride 8).
+                    unsafe {
+                        let (d0, d1) = out16.split_at_mut(1);
+                        e.convert16x2_avx2(acc, 0, d0[0].as_mut_ptr(), d1[0].as_mut_ptr(), count);
+                        e.convert8x4_avx2(acc, 8, out8.as_mut_ptr().cast(), 8, c8);
+                    }
+                    for row in 0..2 {
+                        for i in 0..count {
+                            let want = e.convert(v[16 * row + i], i);
+                            assert_eq!(out16[row][i], want, "16x2 row {row} lane {i} step {s}");
+                        }
+                    }
+                    for g in 0..4 {
+                        for i in 0..c8 {
+                            let want = e.convert(v[8 * g + i], 8 + i);
+                            assert_eq!(out8[g][i], want, "8x4 group {g} lane {i} step {s}");
+                        }
+                    }
+                    let x = lanes(&exact, s);
+                    let xf = x.map(|a| a as f32);
+                    // SAFETY: as above.
+                    let accf: [__m256; 4] =
+                        std::array::from_fn(|g| unsafe { _mm256_loadu_ps(xf[8 * g..].as_ptr()) });
+                    let mut outx = [[O::default(); 8]; 4];
+                    // Groups at channels 3, 0, 8, 5 written in reverse order.
+                    let ns = [3, 0, 8, 5];
+                    // SAFETY: as above.
+                    unsafe {
+                        let dsts: [*mut O; 4] = std::array::from_fn(|g| outx[3 - g].as_mut_ptr());
+                        e.convert8x4_exact_f32_avx2(accf, ns, dsts, c8);
+                    }
+                    for g in 0..4 {
+                        for i in 0..c8 {
+                            let want = e.convert(x[8 * g + i], ns[g] + i);
+                            assert_eq!(outx[3 - g][i], want, "exact group {g} lane {i} step {s}");
+                        }
+                    }
+                }
+            }
+        }
+        let spread = |lo: f32, hi: f32| -> Vec<f32> {
+            (0..16).map(|i| lo + (hi - lo) * i as f32 / 15.0).collect()
+        };
+        let mult_sets = [
+            spread(1e-6, 1e-3),
+            spread(0.5, 0.999_999_94), // the largest f32 below 1
+            vec![0.999_999_94],
+            vec![1.0],
+            spread(1.0, 63.0),
+            vec![EXACT_F32_MAX_MULT],
+            spread(64.5, 1e4),
+        ];
+        for mults in &mult_sets {
+            for zo in [0, 7, 200, 255] {
+                check::<u8>(mults, QClamp::none::<u8>(), zo);
+                check::<u8>(mults, QClamp::relu::<u8>(zo), zo);
+                check::<u8>(mults, QClamp { lo: 3, hi: 40 }, zo);
+            }
+            for zo in [-128, -5, 0, 127] {
+                check::<i8>(mults, QClamp::none::<i8>(), zo);
+                check::<i8>(mults, QClamp::relu::<i8>(zo), zo);
+                check::<i8>(mults, QClamp { lo: -100, hi: 20 }, zo);
+            }
+        }
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -8,7 +8,9 @@
 //! kernel's operand form (`Scheme::prep_row`), then for each packed panel of columns and each group
 //! of `MR` rows a microkernel sums over all of K into a small i32 tile, which the epilogue converts
 //! and stores. Row and column tails are handled by the tile store (microkernels are instantiated for
-//! every row count up to `MR`), so no input is ever read past its end.
+//! every row count up to `MR`), so no input is ever read past its end. Schemes without a row term
+//! (AVX2 i16) skip the tile: their accumulators start from the bias and go to the epilogue straight
+//! from registers, two or four rows at a time (`Scheme::microkernel_epilogue`).
 //!
 //! Single-threaded by design: the plan parallelises by splitting M (rows are independent; pass
 //! sub-slices of `a` and `out`).
@@ -202,6 +204,32 @@ pub(crate) trait Scheme {
         b: *const Self::BElem,
         tile: *mut i32,
     );
+    /// Whether the scheme has [`Scheme::microkernel_epilogue`] (used when no row term is needed).
+    const FUSED_EPILOGUE: bool = false;
+    /// As `microkernel`, but the accumulators start from `init` (the panel's per-column constant)
+    /// and leave through `epi` straight from registers: row `r` writes `cols` outputs of channels
+    /// `ch..` at `out + r·ldc`. No tile round trip through memory.
+    ///
+    /// # Safety
+    /// As for `microkernel`; `init` valid for `8·nv` i32; `ch + 8·nv <= epi.channels() +
+    /// CHANNEL_PAD`, `ch < epi.channels()`; `out` valid for `rows` rows of `cols` (<= 8·nv) at `ldc`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn microkernel_epilogue<E: Epilogue>(
+        _rows: usize,
+        _nv: usize,
+        _kgroups: usize,
+        _a: *const Self::AElem,
+        _lda: usize,
+        _b: *const Self::BElem,
+        _init: *const i32,
+        _epi: &E,
+        _ch: usize,
+        _out: *mut E::Out,
+        _ldc: usize,
+        _cols: usize,
+    ) {
+        unreachable!("FUSED_EPILOGUE is false")
+    }
 }
 
 /// Bytes of prepared activations per row block, chosen to stay in L2 (512 KiB per Zen 3 core)
@@ -288,6 +316,32 @@ pub(crate) unsafe fn run_blocked<S: Scheme, A: QInt, R: RowSource<A>, E: Epilogu
         for panel in &panels.panels {
             let mr = S::mr(panel.nv);
             let mut r0 = 0;
+            if S::FUSED_EPILOGUE && !row_terms {
+                while r0 < mb {
+                    let rows = mr.min(mb - r0);
+                    // SAFETY: a_block holds mb rows of lda; the panel lies within panels.data;
+                    // col_offset is padded by CHANNEL_PAD past n; output rows m0+r0.. exist
+                    // with n columns at ldc.
+                    unsafe {
+                        S::microkernel_epilogue(
+                            rows,
+                            panel.nv,
+                            panels.kgroups,
+                            a_block.as_ptr().add(r0 * lda),
+                            lda,
+                            panels.data.as_ptr().add(panel.offset),
+                            col_offset.as_ptr().add(panel.n0),
+                            epi,
+                            ch0 + panel.n0,
+                            args.out_ptr.add((m0 + r0) * args.ldc + panel.n0),
+                            args.ldc,
+                            panel.cols,
+                        );
+                    }
+                    r0 += rows;
+                }
+                continue;
+            }
             while r0 < mb {
                 let rows = mr.min(mb - r0);
                 // SAFETY: a_block holds mb rows of lda; the panel lies within panels.data; the tile

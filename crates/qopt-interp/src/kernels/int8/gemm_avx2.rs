@@ -21,8 +21,12 @@
 //! products fits i32) removes every correction term, and i8 activations need no +128 shift here.
 //!
 //! Tile: 6 rows x 16 columns (12 accumulators + 2 weight registers + 1 broadcast of 16 ymm), or
-//! 12 x 8 for a narrow last panel.
+//! 12 x 8 for a narrow last panel. The accumulators start from the bias and leave through the
+//! epilogue from registers (`kernel_epilogue`): 2 rows x 16 or 4 rows x 8 columns are narrowed
+//! together (`Epilogue::convert16x2_avx2` / `convert8x4_avx2`). With K = 16 (efficientnet_lite0's
+//! 112x112 16->96 conv) the tile store, reload and 16-lane epilogue had been ~40% of the time.
 
+use super::epilogue::Epilogue;
 use super::gemm::{Scheme, TILE_NR};
 use super::qtype::QInt;
 use std::arch::x86_64::*;
@@ -115,6 +119,127 @@ impl Scheme for Avx2I16 {
         } else {
             dispatch!(1, 1 2 3 4 5 6 7 8 9 10 11 12)
         }
+    }
+
+    const FUSED_EPILOGUE: bool = true;
+
+    #[inline]
+    unsafe fn microkernel_epilogue<E: Epilogue>(
+        rows: usize,
+        nv: usize,
+        kgroups: usize,
+        a: *const i16,
+        lda: usize,
+        b: *const i16,
+        init: *const i32,
+        epi: &E,
+        ch: usize,
+        out: *mut E::Out,
+        ldc: usize,
+        cols: usize,
+    ) {
+        let io = Io {
+            init,
+            epi,
+            ch,
+            out,
+            ldc,
+            cols,
+        };
+        macro_rules! dispatch {
+            ($nv:literal, $($mr:literal)*) => {
+                match rows {
+                    // SAFETY: forwarded caller guarantees (Scheme::microkernel_epilogue).
+                    $($mr => unsafe { kernel_epilogue::<$mr, $nv, E>(kgroups, a, lda, b, &io) },)*
+                    _ => unreachable!("rows {} > mr", rows),
+                }
+            };
+        }
+        if nv == 2 {
+            dispatch!(2, 1 2 3 4 5 6)
+        } else {
+            dispatch!(1, 1 2 3 4 5 6 7 8 9 10 11 12)
+        }
+    }
+}
+
+/// Where a fused tile starts and ends: see `Scheme::microkernel_epilogue`.
+struct Io<'a, E: Epilogue> {
+    init: *const i32,
+    epi: &'a E,
+    ch: usize,
+    out: *mut E::Out,
+    ldc: usize,
+    cols: usize,
+}
+
+/// `kernel` with the accumulators starting from the panel's column constants and leaving
+/// through the epilogue from registers (no tile store and reload, no separate bias add; i32
+/// addition wraps and is associative, so the sums are the same).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn kernel_epilogue<const MR: usize, const NV: usize, E: Epilogue>(
+    kp: usize,
+    a: *const i16,
+    lda: usize,
+    b: *const i16,
+    io: &Io<'_, E>,
+) {
+    // SAFETY: init holds 8·NV i32 (caller).
+    let init: [__m256i; NV] =
+        std::array::from_fn(|v| unsafe { _mm256_loadu_si256(io.init.add(8 * v).cast()) });
+    let mut acc = [init; MR];
+    let mut bp = b;
+    let mut ap = a;
+    for _ in 0..kp {
+        let mut bv = [_mm256_setzero_si256(); NV];
+        for (v, reg) in bv.iter_mut().enumerate() {
+            // SAFETY: the panel holds kp * NV * 16 i16.
+            *reg = unsafe { _mm256_loadu_si256(bp.add(16 * v).cast()) };
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: row r has lda >= 2 * kp prepared values.
+            let pair = unsafe { ap.add(r * lda).cast::<i32>().read_unaligned() };
+            let av = _mm256_set1_epi32(pair);
+            for (v, reg) in row.iter_mut().enumerate() {
+                *reg = _mm256_add_epi32(*reg, _mm256_madd_epi16(av, bv[v]));
+            }
+        }
+        // SAFETY: stays within (or one past) the panel and the rows.
+        unsafe {
+            bp = bp.add(16 * NV);
+            ap = ap.add(2);
+        }
+    }
+    // Rows leave in pairs (16 columns) or fours (8 columns): 32 lanes narrowed together.
+    let group = if NV == 2 { 2 } else { 4 };
+    let mut r = 0;
+    while r + group <= MR {
+        // SAFETY: output rows r.. hold `cols` values (caller); channels padded (caller).
+        unsafe {
+            let dst = io.out.add(r * io.ldc);
+            if NV == 2 {
+                let four = [acc[r][0], acc[r][1], acc[r + 1][0], acc[r + 1][1]];
+                io.epi
+                    .convert16x2_avx2(four, io.ch, dst, dst.add(io.ldc), io.cols);
+            } else {
+                let four = [acc[r][0], acc[r + 1][0], acc[r + 2][0], acc[r + 3][0]];
+                io.epi.convert8x4_avx2(four, io.ch, dst, io.ldc, io.cols);
+            }
+        }
+        r += group;
+    }
+    for row in &acc[r..] {
+        // SAFETY: as above.
+        unsafe {
+            let dst = io.out.add(r * io.ldc);
+            if NV == 2 {
+                io.epi.convert16_avx2(row[0], row[1], io.ch, dst, io.cols);
+            } else {
+                io.epi.convert8_avx2(row[0], io.ch, dst, io.cols);
+            }
+        }
+        r += 1;
     }
 }
 

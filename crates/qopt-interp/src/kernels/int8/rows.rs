@@ -51,12 +51,32 @@ impl<A: QInt> RowSource<A> for Im2colRows<'_, A> {
         self.geom.out_h * self.geom.out_w
     }
 
+    #[inline]
     fn visit_row<F: FnMut(Piece<'_, A>)>(&self, m: usize, f: &mut F) {
         let g = self.geom;
         let cg = g.in_c_per_group();
         let [kh, kw] = g.params.kernel;
         let (oy, ox) = (m / g.out_w, m % g.out_w);
         let base = self.image * g.in_h * g.in_w * g.in_c + self.group * cg;
+        let p = &g.params;
+        // Interior pixels of a one-group conv with unit x dilation (most rows of every such
+        // conv): each kernel row is one contiguous run of KW·C inputs, no tap is padding.
+        if cg == g.in_c && p.dilation[1] == 1 {
+            let (y0, x0) = (oy * p.stride[0], ox * p.stride[1]);
+            let (y_end, x_end) = (y0 + (kh - 1) * p.dilation[0], x0 + kw - 1);
+            if y0 >= p.pads[0]
+                && x0 >= p.pads[1]
+                && y_end < g.in_h + p.pads[0]
+                && x_end < g.in_w + p.pads[1]
+            {
+                let (iy0, ix0) = (y0 - p.pads[0], x0 - p.pads[1]);
+                for ky in 0..kh {
+                    let start = base + ((iy0 + ky * p.dilation[0]) * g.in_w + ix0) * g.in_c;
+                    f(Piece::Data(&self.input[start..start + kw * cg]));
+                }
+                return;
+            }
+        }
         // Pending run: Ok((start, len)) of input data, or Err(len) of zero points.
         let mut pending: Option<Result<(usize, usize), usize>> = None;
         let flush = |p: Option<Result<(usize, usize), usize>>, f: &mut F| match p {

@@ -20,6 +20,8 @@ struct ConvProblem {
     bias: Vec<i32>,
     mult: Vec<f32>,
     zo: i32,
+    /// Output clamp `[zo + lo, zo + hi]` (cut to the type) instead of Relu.
+    clip: Option<(i32, i32)>,
 }
 
 fn conv_problem<A: QInt>(
@@ -52,6 +54,7 @@ fn conv_problem<A: QInt>(
             .map(|_| typical * (0.5 + 2.0 * rng.unit()))
             .collect(),
         zo: rng.range(-10, 10),
+        clip: None,
     }
 }
 
@@ -112,14 +115,14 @@ impl ConvProblem {
 
     fn epilogue<O: QInt>(&self) -> Requantize<O> {
         let zo = self.zo.clamp(O::MIN, O::MAX);
-        Requantize::new(
-            self.geom.out_c,
-            &self.mult,
-            Some(&self.bias),
-            zo,
-            QClamp::relu::<O>(zo),
-        )
-        .unwrap()
+        let clamp = match self.clip {
+            Some((lo, hi)) => QClamp {
+                lo: (zo + lo).clamp(O::MIN, O::MAX),
+                hi: (zo + hi).clamp(O::MIN, O::MAX),
+            },
+            None => QClamp::relu::<O>(zo),
+        };
+        Requantize::new(self.geom.out_c, &self.mult, Some(&self.bias), zo, clamp).unwrap()
     }
 
     fn run_conv<A: QInt, O: QInt>(&self, kind: KernelKind) -> Vec<O> {
@@ -195,8 +198,9 @@ impl ConvProblem {
             .enumerate()
             .map(|(i, &acc)| {
                 let y = (acc as i32) as f32 * self.mult[i % self.geom.out_c];
-                (y.round_ties_even() as i32 + epi.zero_point())
-                    .clamp(epi.clamp().lo, epi.clamp().hi)
+                // i64: y may exceed the i32 range (large multipliers).
+                (y.round_ties_even() as i64 + epi.zero_point() as i64)
+                    .clamp(epi.clamp().lo as i64, epi.clamp().hi as i64) as i32
             })
             .collect();
         let to_i32 = |v: &[O]| v.iter().map(|x| x.to_i32()).collect::<Vec<_>>();
@@ -347,6 +351,53 @@ fn depthwise_matches_reference_and_scalar() {
             let test = format!("{name} {values:?} zb={zb}");
             conv_problem::<u8>(seed, g, values, zb).check::<u8, u8>(&test);
             conv_problem::<i8>(seed, g, values, zb).check::<i8, u8>(&test);
+        }
+    }
+}
+
+/// The depthwise kernel's epilogue paths: biases small enough to start the f32 sums (|bias| +
+/// taps·255² <= 2^24) or not (then the bias is added in i32, wrapping like the oracle);
+/// multipliers up to EXACT_F32_MAX_MULT (integer clamp after rounding, saturating on both sides
+/// here) or above it (float clamp first); Relu and two-sided clamps; u8 and i8 outputs; rows with
+/// full 8-pixel steps and tail pixels, channel counts with and without a partial block.
+#[test]
+fn depthwise_epilogue_paths_match_reference() {
+    let biases: [(i32, i32); 4] = [
+        (-5000, 5000),
+        (-16_000_000, 16_000_000),
+        (16_777_216 - 9 * 65025, 16_777_216 - 9 * 65025),
+        (i32::MAX - 100, i32::MAX),
+    ];
+    let mults: [(f32, f32); 4] = [(1e-4, 1e-3), (0.5, 1.0), (63.0, 64.0), (64.5, 200.0)];
+    let clips = [None, Some((-3, 2)), Some((-300, 300))];
+    let mut case = 0u64;
+    for (w, c) in [(17, 16), (9, 43), (7, 64)] {
+        let p = ConvParams::new([3, 3]).pads([1, 1, 1, 1]).groups(c);
+        let g = geometry(1, 3, w, c, c, p);
+        for &(blo, bhi) in &biases {
+            for &(mlo, mhi) in &mults {
+                for &clip in &clips {
+                    case += 1;
+                    let values = if case.is_multiple_of(2) {
+                        Values::Extremes
+                    } else {
+                        Values::Uniform
+                    };
+                    let mut pb = conv_problem::<u8>(900 + case, g, values, case.is_multiple_of(3));
+                    let mut rng = Rng::new(case);
+                    pb.bias = (0..c)
+                        .map(|_| {
+                            blo as i64 + (rng.unit() as f64 * (bhi as f64 - blo as f64)) as i64
+                        })
+                        .map(|b| b as i32)
+                        .collect();
+                    pb.mult = (0..c).map(|_| mlo + (mhi - mlo) * rng.unit()).collect();
+                    pb.clip = clip;
+                    let test = format!("dw epilogue w{w} c{c} bias {blo} mult {mlo} clip {clip:?}");
+                    pb.check::<u8, u8>(&test);
+                    pb.check::<u8, i8>(&test);
+                }
+            }
         }
     }
 }
