@@ -366,6 +366,13 @@ def main():
                 row[f"delta {m}"] = delta_sqnr_ci(ref, outputs[f"qopt {m}"], outputs[f"ort {m}"])
             print(f"{spec['name']:20} {m:11} ORT: {fmt(row.get('ort ' + m))} | qopt: {fmt(row[f'qopt {m}'])}",
                   file=sys.stderr)
+        # Best against best (by SQNR, each side over its own methods), with the same interval.
+        best = {side: max(((k, r) for k, r in row.items() if k.startswith(side + " ") and r),
+                          key=lambda kr: kr[1]["sqnr_db"], default=None) for side in ("ort", "qopt")}
+        if best["ort"] and best["qopt"]:
+            (kq, _), (ko, _) = best["qopt"], best["ort"]
+            row["best"] = {"qopt": kq[5:], "ort": ko[4:],
+                           "delta": delta_sqnr_ci(ref, outputs[kq], outputs[ko])}
         results[spec["name"]] = row
     lines = ["| model | method | ONNX Runtime | qopt | qopt - ORT SQNR, dB [95% CI] |",
              "| --- | --- | --- | --- | --- |"]
@@ -376,6 +383,10 @@ def main():
             d = row.get("delta " + m)
             d_cell = f"{d[0]:+.1f} [{d[1]:+.1f}, {d[2]:+.1f}]" if d else ""
             lines.append(f"| | {m} | {ort_cell} | {fmt(row.get('qopt ' + m))} | {d_cell} |")
+        if "best" in row:
+            b = row["best"]
+            d = b["delta"]
+            lines.append(f"| | best vs best | {b['ort']} | {b['qopt']} | {d[0]:+.1f} [{d[1]:+.1f}, {d[2]:+.1f}] |")
     table = "\n".join(lines)
     print(table)
     if args.table:
