@@ -239,3 +239,30 @@ fn chain_into_max_pool_runs_in_integers() {
     let names = check(&g, dt);
     assert_eq!(names, vec!["LUT(Add·Mul·Div)", "QMaxPool"]);
 }
+
+/// Regression (uses this file's harness; not a chain): a model saved without value_info has no
+/// recorded shapes past its input, and the lowering reads a global pool's rank from them, so
+/// GlobalAveragePool ran in fp32 ("the input's rank is not known to be 4", seen on the quantized
+/// mnist_cnn_bn). QPlan now infers the missing types on a copy first. `add_simple` records no
+/// output types, as such a model would.
+#[test]
+fn global_pool_without_recorded_shapes_runs_in_integers() {
+    for dt in [DType::I8, DType::U8] {
+        let g = graph(dt, |g, xd| {
+            let p = g.add_simple(
+                "gap",
+                Op::from_parts("", "GlobalAveragePool", &[]).unwrap(),
+                &[xd],
+                "p",
+            );
+            assert!(
+                g.value(p).ty.shape.is_none(),
+                "the graph must leave p untyped"
+            );
+            let (_, pd) = qdq(g, "p", p, 0.02, 5, dt);
+            pd
+        });
+        let names = check(&g, dt);
+        assert_eq!(names, vec!["QGlobalAveragePool"], "{dt}");
+    }
+}

@@ -65,6 +65,13 @@ pub struct QPlan {
     profile: Option<Vec<(Duration, u64)>>,
 }
 
+/// Whether some node output of `g` has no recorded shape.
+fn has_untyped_values(g: &Graph) -> bool {
+    g.node_ids()
+        .into_iter()
+        .any(|n| g.node(n).outputs.iter().any(|v| v.ty.shape.is_none()))
+}
+
 impl QPlan {
     /// Lowers `g` into an integer plan.
     pub fn new(g: &Graph, opts: &QPlanOptions) -> Result<QPlan, InterpError> {
@@ -75,6 +82,23 @@ impl QPlan {
                 k
             }
             None => KernelKind::detect().map_err(|e| InterpError::Kernels(e.to_string()))?,
+        };
+        // The lowering reads ranks from the recorded value types (a global pool needs rank 4);
+        // a model saved without value_info has none, so infer them on a copy first. Inference
+        // failing (an op it does not know) leaves the graph as it is: the affected steps then
+        // stay in fp32, as before.
+        let inferred;
+        let g = if has_untyped_values(g) {
+            let mut copy = g.clone();
+            match qopt_ir::infer::infer_shapes(&mut copy) {
+                Ok(_) => {
+                    inferred = copy;
+                    &inferred
+                }
+                Err(_) => g,
+            }
+        } else {
+            g
         };
         let mut lowered = lower(g, &opts.keep)?;
         for st in &mut lowered.steps {
