@@ -15,6 +15,7 @@ MatMulInteger/ConvInteger/DynamicQuantizeLinear nodes in each.
 """
 import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -51,8 +52,14 @@ def main(model, mine, const_b_only):
     feeds = [{inp.name: r.normal(0, 1, shape).astype(np.float32)} for _ in range(32)]
     with tempfile.TemporaryDirectory() as d:
         theirs = os.path.join(d, "ort_dynamic.onnx")
+        # quantize_dynamic writes "<input>-inferred.onnx" next to its input and deletes it
+        # afterwards: on the repository's copy two concurrent checks raced on that file (one
+        # deleted it under the other: FileNotFoundError), and testdata/ is no place for scratch
+        # files. Quantize a private copy.
+        src = os.path.join(d, "input.onnx")
+        shutil.copyfile(model, src)
         quantize_dynamic(
-            model,
+            src,
             theirs,
             weight_type=QuantType.QInt8,
             extra_options={"MatMulConstBOnly": const_b_only},
