@@ -14,31 +14,18 @@ Q=${1:-target/release/qopt}
 PY=${PYTHON:-python3}
 ROUNDS=${ROUNDS:-5}
 REPEAT=${REPEAT:-20}
-M=${QOPT_SHARED_MODELS:-../shared/models}
-P=${QOPT_PPOCR:-testdata/external/ppocr}
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 
-# name | fp32 model | input name | shape | calibration | quantize pipeline
-models=(
-  "mnist_cnn_bn|$M/mnist_cnn_bn.onnx|input|1,1,28,28|random:8{seed=1}|quantize"
-  "efficientnet_lite0|$M/efficientnet_lite0_keepbn.onnx|input|1,3,224,224|random:8{seed=1}|quantize"
-  "ppocr_cls|$P/cls.onnx|x|1,3,48,192|random:8{seed=1}|shape-infer,const-fold,dce,fuse,calib,qdq"
-  "ppocr_rec|$P/rec.onnx|x|1,3,48,320|random:8{seed=1}|shape-infer,const-fold,dce,fuse,calib,qdq"
-  "ppocr_det|$P/det.onnx|x|1,3,640,640|random:4{seed=1}|shape-infer,const-fold,dce,fuse,calib,qdq"
-)
+. "$(dirname "$0")/bench_models.sh"
 
 printf '%-20s %12s %12s %10s\n' model "qopt ms" "ORT ms" "qopt/ORT"
-for m in "${models[@]}"; do
+for m in "${bench_models[@]}"; do
   IFS='|' read -r name fp input shape calib pipe <<<"$m"
   if [[ -n ${ONLY:-} && ,$ONLY, != *,$name,* ]]; then continue; fi
   if [[ ! -f $fp ]]; then echo "SKIP: $name: $fp not found"; continue; fi
   q=$W/$name.int8.onnx
-  if [[ $pipe == quantize ]]; then
-    "$Q" quantize "$fp" --calib "$calib" --input-shape "$input=$shape" -q -o "$q"
-  else
-    "$Q" --passes="$pipe" "$fp" --calib "$calib" --input-shape "$input=$shape" -q -o "$q"
-  fi
+  bench_quantize "$fp" "$input" "$shape" "$calib" "$pipe" "$q"
   out=$("$PY" "$(dirname "$0")/bench_vs_ort.py" "$q" --shape "${shape//,/x}" --rounds "$ROUNDS" \
     --repeat "$REPEAT" --threads 1 --qopt "$Q run" 2>/dev/null)
   qm=$(sed -n 's/^qopt: median \([0-9.]*\) ms.*/\1/p' <<<"$out")
