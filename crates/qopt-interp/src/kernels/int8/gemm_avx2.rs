@@ -189,28 +189,8 @@ unsafe fn kernel_epilogue<const MR: usize, const NV: usize, E: Epilogue>(
     let init: [__m256i; NV] =
         std::array::from_fn(|v| unsafe { _mm256_loadu_si256(io.init.add(8 * v).cast()) });
     let mut acc = [init; MR];
-    let mut bp = b;
-    let mut ap = a;
-    for _ in 0..kp {
-        let mut bv = [_mm256_setzero_si256(); NV];
-        for (v, reg) in bv.iter_mut().enumerate() {
-            // SAFETY: the panel holds kp * NV * 16 i16.
-            *reg = unsafe { _mm256_loadu_si256(bp.add(16 * v).cast()) };
-        }
-        for (r, row) in acc.iter_mut().enumerate() {
-            // SAFETY: row r has lda >= 2 * kp prepared values.
-            let pair = unsafe { ap.add(r * lda).cast::<i32>().read_unaligned() };
-            let av = _mm256_set1_epi32(pair);
-            for (v, reg) in row.iter_mut().enumerate() {
-                *reg = _mm256_add_epi32(*reg, _mm256_madd_epi16(av, bv[v]));
-            }
-        }
-        // SAFETY: stays within (or one past) the panel and the rows.
-        unsafe {
-            bp = bp.add(16 * NV);
-            ap = ap.add(2);
-        }
-    }
+    // SAFETY: forwarded caller guarantees.
+    unsafe { accumulate(kp, a, lda, b, &mut acc) };
     // Rows leave in pairs (16 columns) or fours (8 columns): 32 lanes narrowed together.
     let group = if NV == 2 { 2 } else { 4 };
     let mut r = 0;
@@ -243,18 +223,21 @@ unsafe fn kernel_epilogue<const MR: usize, const NV: usize, E: Epilogue>(
     }
 }
 
-/// `MR x (8·NV)` tile over `kp` pairs of k. Per pair: NV weight loads, MR broadcasts of the
-/// activation pair `(a[2p], a[2p+1])` as one i32, MR·NV `vpmaddwd` + `vpaddd`.
+/// Adds `kp` pairs of k into the `MR x (8·NV)` accumulators. Per pair: NV weight loads, MR
+/// broadcasts of the activation pair `(a[2p], a[2p+1])` as one i32, MR·NV `vpmaddwd` + `vpaddd`.
+/// Shared by `kernel` and `kernel_epilogue`; inlined into both, so `acc` stays in registers.
+///
+/// # Safety
+/// AVX2; rows `0..MR` of `a` hold `lda >= 2·kp` values; `b` holds `kp·NV·16` i16.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn kernel<const MR: usize, const NV: usize>(
+unsafe fn accumulate<const MR: usize, const NV: usize>(
     kp: usize,
     a: *const i16,
     lda: usize,
     b: *const i16,
-    tile: *mut i32,
+    acc: &mut [[__m256i; NV]; MR],
 ) {
-    let mut acc = [[_mm256_setzero_si256(); NV]; MR];
     let mut bp = b;
     let mut ap = a;
     for _ in 0..kp {
@@ -277,6 +260,21 @@ unsafe fn kernel<const MR: usize, const NV: usize>(
             ap = ap.add(2);
         }
     }
+}
+
+/// `MR x (8·NV)` tile over `kp` pairs of k (`accumulate`), stored to `tile`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn kernel<const MR: usize, const NV: usize>(
+    kp: usize,
+    a: *const i16,
+    lda: usize,
+    b: *const i16,
+    tile: *mut i32,
+) {
+    let mut acc = [[_mm256_setzero_si256(); NV]; MR];
+    // SAFETY: forwarded caller guarantees.
+    unsafe { accumulate(kp, a, lda, b, &mut acc) };
     for (r, row) in acc.iter().enumerate() {
         for (v, reg) in row.iter().enumerate() {
             // SAFETY: tile holds MR rows of TILE_NR i32.
